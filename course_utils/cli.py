@@ -23,12 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     from . import data, doctor
-    from .grading import cli as grading_cli
+    from .grading import grade, release
 
     doctor.add_parser(sub)
     data.add_parser(sub)
-    grading_cli.add_release_parser(sub)
-    grading_cli.add_grade_parser(sub)
+    release.add_parser(sub)
+    grade.add_parser(sub)
     return parser
 
 
