@@ -27,11 +27,16 @@ __all__ = [
     "conv_transpose_out_2d",
     "same_padding",
     "same_padding_pair",
-    # receptive_field and trace follow
+    "ReceptiveFieldRow",
+    "ReceptiveField",
+    "receptive_field",
     "conv_params",
     "linear_params",
     "conv_macs",
     "linear_macs",
+    "TraceRow",
+    "ShapeTrace",
+    "trace",
 ]
 
 IntOrPair = Union[int, Sequence[int]]
@@ -645,3 +650,457 @@ def linear_macs(in_features: int, out_features: int) -> int:
     """
     f = "linear_macs"
     return _positive(f, "in_features", in_features) * _positive(f, "out_features", out_features)
+
+
+# ---------------------------------------------------------------------------
+# receptive field
+
+
+@dataclass(frozen=True)
+class ReceptiveFieldRow:
+    """Receptive field after one layer, along one axis.
+
+    Attributes
+    ----------
+    name : str
+        Layer name (module path, or ``"layer i"`` for plain specifications).
+    layer : str
+        Layer type, e.g. ``"Conv2d"``.
+    kernel_size, stride, padding, dilation : int
+        The layer's settings along this axis.
+    rf : int
+        Receptive field: how many input pixels one output pixel can see.
+    jump : int
+        Distance, in input pixels, between neighbouring output pixels.
+    start : float
+        Input coordinate (pixel index) of the centre of the first output pixel's
+        receptive field; negative or fractional values point into the padding or
+        between pixels.
+    """
+
+    name: str
+    layer: str
+    kernel_size: int
+    stride: int
+    padding: int
+    dilation: int
+    rf: int
+    jump: int
+    start: float
+
+
+class ReceptiveField(list):
+    """A list of :class:`ReceptiveFieldRow`, one per layer, that prints as a table."""
+
+    def to_text(self) -> str:
+        """Aligned plain-text table, starting with the input row."""
+        header = ("layer", "type", "kernel", "stride", "pad", "dil", "rf", "jump", "start")
+        body = [("input", "", "", "", "", "", "1", "1", "0")]
+        for r in self:
+            body.append((r.name, r.layer, str(r.kernel_size), str(r.stride), str(r.padding),
+                         str(r.dilation), str(r.rf), str(r.jump), f"{r.start:g}"))
+        return _table(header, body, right_from=2)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right_from: int,
+           total: Sequence[str] | None = None) -> str:
+    widths = [len(h) for h in header]
+    for row in list(rows) + ([total] if total else []):
+        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [c.rjust(w) if i >= right_from else c.ljust(w)
+                 for i, (c, w) in enumerate(zip(cells, widths))]
+        return "  ".join(parts).rstrip()
+
+    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
+    out = [line(header), rule] + [line(r) for r in rows]
+    if total:
+        out += [rule, line(total)]
+    return "\n".join(out)
+
+
+_RF_STOP = ("Flatten", "Linear", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
+            "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "LazyLinear")
+
+
+def _module_specs(model: Any, axis: int | None) -> list[tuple[str, str, int, int, Any, int]]:
+    import torch.nn as nn
+
+    specs = []
+    for name, m in model.named_modules():
+        if any(True for _ in m.children()):
+            continue
+        kind = type(m).__name__
+        if kind in _RF_STOP:
+            break  # past this point every output sees the whole input
+        if isinstance(m, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+            raise ValueError(
+                f"receptive_field: layers contains {kind} ({name!r}); transposed "
+                f"convolutions are not covered, pass the layers before it"
+            )
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
+            k, s, d = m.kernel_size, m.stride, m.dilation
+            if isinstance(m.padding, str):
+                if m.padding == "same":
+                    p = tuple(di * (ki - 1) // 2 for ki, di in zip(k, d))
+                else:
+                    p = (0,) * len(k)
+            else:
+                p = m.padding
+        elif isinstance(m, (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d)):
+            k, s, p = m.kernel_size, m.stride, m.padding
+            d = getattr(m, "dilation", 1)
+            if s is None or (isinstance(s, (tuple, list)) and len(s) == 0):
+                s = k
+        else:
+            continue  # activations, normalisation, dropout: the field does not change
+        specs.append((name or kind, kind, k, s, p, d))
+    return specs
+
+
+def _pick_axis(f: str, what: str, value: Any, axis: int | None) -> Any:
+    if isinstance(value, (numbers.Integral, str)):
+        return value
+    items = tuple(value)
+    if len(items) == 1:
+        return items[0]
+    if axis is None:
+        if len(set(items)) > 1:
+            raise ValueError(
+                f"{f}: {what} is {items}, different per axis; pass axis=0 (height) "
+                f"or axis=1 (width)"
+            )
+        return items[0]
+    if axis >= len(items):
+        raise ValueError(f"{f}: axis must be smaller than {len(items)}, got {axis}")
+    return items[axis]
+
+
+def receptive_field(layers: Any, *, axis: int | None = None) -> ReceptiveField:
+    """Receptive field and jump after each layer of a stack.
+
+    Uses ``r_out = r_in + (k_eff - 1) * j_in`` and ``j_out = j_in * stride``
+    with ``k_eff = dilation * (kernel_size - 1) + 1``, starting from ``r = j = 1``.
+
+    Parameters
+    ----------
+    layers : nn.Module or iterable
+        Either a model, whose ``Conv1d``/``Conv2d``/``MaxPool``/``AvgPool``
+        leaves are read in registration order (other leaves such as ReLU or
+        BatchNorm leave the field unchanged; the walk stops at the first
+        ``Flatten``, ``Linear`` or adaptive pooling, after which every output
+        sees the whole input), or an iterable of layer specifications: tuples
+        ``(kernel_size, stride=1, padding=0, dilation=1)`` or dicts with those keys.
+    axis : int or None, keyword-only
+        For layers whose settings differ between height and width: 0 for
+        height, 1 for width. ``None`` requires them to be equal.
+
+    Returns
+    -------
+    ReceptiveField
+        A list of :class:`ReceptiveFieldRow`, one per layer; ``print`` it for a table.
+
+    Examples
+    --------
+    >>> rows = receptive_field([(3, 1, 1), (2, 2), (3, 1, 1), (2, 2)])
+    >>> [(r.rf, r.jump) for r in rows]
+    [(3, 1), (4, 2), (8, 2), (10, 4)]
+    """
+    f = "receptive_field"
+    if axis is not None and (isinstance(axis, bool) or axis not in (0, 1)):
+        raise ValueError(f"{f}: axis must be 0 (height), 1 (width) or None, got {axis!r}")
+    try:
+        import torch.nn as nn
+
+        is_module = isinstance(layers, nn.Module)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        is_module = False
+    if is_module:
+        specs = _module_specs(layers, axis)
+    else:
+        if isinstance(layers, (str, bytes)) or not isinstance(layers, Iterable):
+            raise TypeError(
+                f"{f}: layers must be an nn.Module or a list of (kernel_size, stride, "
+                f"padding, dilation) tuples, got {type(layers).__name__}"
+            )
+        specs = []
+        for i, spec in enumerate(layers):
+            if isinstance(spec, dict):
+                unknown = set(spec) - {"kernel_size", "stride", "padding", "dilation"}
+                if unknown or "kernel_size" not in spec:
+                    raise ValueError(
+                        f"{f}: layers[{i}] must have a 'kernel_size' key and only "
+                        f"kernel_size/stride/padding/dilation, got keys {sorted(spec)}"
+                    )
+                k, s = spec["kernel_size"], spec.get("stride", 1)
+                p, d = spec.get("padding", 0), spec.get("dilation", 1)
+            elif isinstance(spec, (tuple, list)) and 1 <= len(spec) <= 4:
+                k, s, p, d = (tuple(spec) + (1, 0, 1)[len(spec) - 1:])[:4]
+            elif isinstance(spec, numbers.Integral) and not isinstance(spec, bool):
+                k, s, p, d = spec, 1, 0, 1
+            else:
+                raise ValueError(
+                    f"{f}: layers[{i}] must be a tuple (kernel_size, stride=1, padding=0, "
+                    f"dilation=1) or a dict, got {spec!r}"
+                )
+            specs.append((f"layer {i}", "spec", k, s, p, d))
+
+    rows = ReceptiveField()
+    r, j, start = 1, 1, 0.0
+    for name, kind, k, s, p, d in specs:
+        where = f"{f} ({name})"
+        k = _positive(where, "kernel_size", _pick_axis(f, "kernel_size", k, axis))
+        s = _positive(where, "stride", _pick_axis(f, "stride", s, axis))
+        p = _non_negative(where, "padding", _pick_axis(f, "padding", p, axis))
+        d = _positive(where, "dilation", _pick_axis(f, "dilation", d, axis))
+        eff = _effective_kernel(k, d)
+        start = start + ((eff - 1) / 2 - p) * j
+        r = r + (eff - 1) * j
+        j = j * s
+        rows.append(ReceptiveFieldRow(name, kind, k, s, p, d, r, j, start))
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# layer-by-layer trace
+
+
+@dataclass(frozen=True)
+class TraceRow:
+    """One line of a :class:`ShapeTrace`.
+
+    Attributes
+    ----------
+    name : str
+        Module path in the model (``"input"`` for the first row).
+    layer : str
+        Module type, e.g. ``"Conv2d"``.
+    output_shape : tuple of int
+        Shape of the module's output (N×C×H×W for image tensors).
+    params : int
+        Parameters of this module, counted at its first call only.
+    macs : int
+        Multiply-adds of this call for the whole batch (Conv, ConvTranspose
+        and Linear layers; 0 for others).
+    """
+
+    name: str
+    layer: str
+    output_shape: tuple
+    params: int
+    macs: int
+
+
+def _fmt_shape(shape: Any) -> str:
+    if isinstance(shape, tuple) and all(isinstance(v, int) for v in shape):
+        return "×".join(str(v) for v in shape) if shape else "scalar"
+    return str(shape)
+
+
+@dataclass
+class ShapeTrace:
+    """The result of :func:`trace`: one :class:`TraceRow` per leaf-module call.
+
+    ``print(trace_result)`` shows an aligned table with a total row;
+    in a notebook the trace also renders as HTML.
+    """
+
+    input_shape: tuple
+    rows: list = field(default_factory=list)
+    total_params: int = 0
+    other_params: int = 0
+
+    @property
+    def total_macs(self) -> int:
+        """Multiply-adds of the whole forward pass."""
+        return sum(r.macs for r in self.rows)
+
+    @property
+    def output_shape(self) -> Any:
+        """Shape of the last traced layer's output."""
+        return self.rows[-1].output_shape
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> TraceRow:
+        return self.rows[index]
+
+    def _cells(self) -> tuple[tuple, list, tuple]:
+        header = ("layer", "type", "output shape", "params", "mult-adds")
+        body = [(r.name, r.layer, _fmt_shape(r.output_shape), f"{r.params:,}", f"{r.macs:,}")
+                for r in self.rows]
+        if self.other_params:
+            body.append(("(other)", "parameters outside leaf modules", "",
+                         f"{self.other_params:,}", "0"))
+        total = ("total", "", "", f"{self.total_params:,}", f"{self.total_macs:,}")
+        return header, body, total
+
+    def to_text(self) -> str:
+        """Aligned plain-text table: one row per layer call, then the totals."""
+        header, body, total = self._cells()
+        return _table(header, body, right_from=3, total=total)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def _repr_html_(self) -> str:
+        import html
+
+        header, body, total = self._cells()
+
+        def tr(cells, tag="td", bold=False):
+            style = ' style="font-weight:bold"' if bold else ""
+            return "<tr{}>{}</tr>".format(style, "".join(
+                f'<{tag} style="text-align:{"right" if i >= 3 else "left"}">'
+                f"{html.escape(c)}</{tag}>" for i, c in enumerate(cells)))
+
+        return ("<table>" + tr(header, "th") + "".join(tr(b) for b in body)
+                + tr(total, bold=True) + "</table>")
+
+
+def _output_shape(output: Any) -> Any:
+    import torch
+
+    if isinstance(output, torch.Tensor):
+        return tuple(int(v) for v in output.shape)
+    if isinstance(output, (tuple, list)):
+        return tuple(_output_shape(o) for o in output)
+    return type(output).__name__
+
+
+def _call_macs(module: Any, inputs: tuple, output: Any) -> int:
+    import torch
+    import torch.nn as nn
+
+    if not isinstance(output, torch.Tensor):
+        return 0
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        kernel = 1
+        for v in module.kernel_size:
+            kernel *= v
+        # each output element is a dot product over (in/groups) channels × kernel taps
+        return output.numel() * (module.in_channels // module.groups) * kernel
+    if isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+        kernel = 1
+        for v in module.kernel_size:
+            kernel *= v
+        # each input element is scattered to (out/groups) channels × kernel taps
+        return inputs[0].numel() * (module.out_channels // module.groups) * kernel
+    if isinstance(module, nn.Linear):
+        return output.numel() * module.in_features
+    return 0
+
+
+def trace(model: Any, input_shape: Sequence[int], *, print_table: bool = False) -> ShapeTrace:
+    """Run a dummy forward pass and record each layer's output shape, parameters and cost.
+
+    A zero tensor of ``input_shape`` goes through ``model`` in evaluation mode
+    without gradients; forward hooks on the leaf modules (those without
+    children) record every call. The training/evaluation mode of every module
+    is restored afterwards, and batch-norm statistics are not touched.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network.
+    input_shape : tuple of int
+        Shape of the dummy input including the batch dimension, e.g.
+        ``(1, 3, 32, 32)`` (N×C×H×W). Multiply-adds are for this whole batch.
+    print_table : bool, default False, keyword-only
+        Also print the table (handy at the end of a notebook cell).
+
+    Returns
+    -------
+    ShapeTrace
+        Rows for the input and each leaf-module call in execution order, with
+        ``total_params``, ``total_macs`` and ``to_text()``.
+
+    Raises
+    ------
+    ValueError
+        If ``input_shape`` is not a tuple of positive integers, or the forward
+        pass fails (the message includes PyTorch's error and the layers traced so far).
+
+    Examples
+    --------
+    >>> import torch.nn as nn
+    >>> net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    >>> t = trace(net, (1, 3, 32, 32))
+    >>> t.output_shape, t.total_params
+    ((1, 8, 16, 16), 224)
+    """
+    import torch
+    import torch.nn as nn
+
+    f = "trace"
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{f}: model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(input_shape, torch.Size):
+        input_shape = tuple(input_shape)
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) == 0:
+        raise ValueError(
+            f"{f}: input_shape must be a tuple of positive integers such as (1, 3, 32, 32), "
+            f"got {input_shape!r}"
+        )
+    shape = tuple(_positive(f, f"input_shape[{i}]", v) for i, v in enumerate(input_shape))
+
+    first = next(iter(model.parameters()), None)
+    if first is None:
+        first = next(iter(model.buffers()), None)
+    dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
+    device = first.device if first is not None else torch.device("cpu")
+
+    result = ShapeTrace(input_shape=shape)
+    result.rows.append(TraceRow("input", "", shape, 0, 0))
+    seen: set[int] = set()
+    names = {m: (n or type(m).__name__) for n, m in model.named_modules()}
+
+    def hook(module, inputs, output):
+        params = 0
+        if id(module) not in seen:  # a module called twice owns its weights once
+            seen.add(id(module))
+            params = sum(p.numel() for p in module.parameters(recurse=False))
+        result.rows.append(TraceRow(names.get(module, type(module).__name__),
+                                    type(module).__name__, _output_shape(output),
+                                    params, _call_macs(module, inputs, output)))
+
+    modes = {m: m.training for m in model.modules()}
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if not any(True for _ in m.children())]
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(shape, dtype=dtype, device=device))
+    except Exception as exc:
+        done = "\n".join(f"  {r.name}: {_fmt_shape(r.output_shape)}" for r in result.rows)
+        raise ValueError(
+            f"{f}: the forward pass failed for input_shape {shape}: {exc}\n"
+            f"Layers traced before the failure:\n{done}"
+        ) from exc
+    finally:
+        for h in handles:
+            h.remove()
+        for m, was_training in modes.items():
+            m.training = was_training
+
+    leaf_params = sum(r.params for r in result.rows)
+    total = 0
+    counted: set[int] = set()
+    for p in model.parameters():
+        if id(p) not in counted:
+            counted.add(id(p))
+            total += p.numel()
+    result.total_params = total
+    # parameters held by non-leaf modules, or by leaves that never ran
+    result.other_params = max(total - leaf_params, 0)
+    if print_table:
+        print(result.to_text())
+    return result
