@@ -2,11 +2,32 @@
 
 The photos come from the sample data that matplotlib installs, so lessons 01-04 never touch the
 network or the disk outside the Python environment.
+
+CIFAR-10 is searched in an explicit ``root``, then ``$COURSE_DATA``, then the user cache
+(:func:`cache_dir`); each place may hold torchvision's ``cifar-10-batches-py/`` or an ImageFolder
+copy. The images are decoded once and cached as uint8 tensors in one file, which later loads read
+in a fraction of a second. Without data (and without network) the loader says where it looked and
+what fixes it, or, when asked, returns a synthetic stand-in that names itself in every output.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import argparse
+import contextlib
+import hashlib
+import io
+import math
+import os
+import pickle
+import sys
+import tempfile
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -15,6 +36,22 @@ __all__ = [
     "CIFAR10_CLASSES",
     "CIFAR10_MEAN",
     "CIFAR10_STD",
+    "Cifar10",
+    "DataLocation",
+    "DataError",
+    "DataNotFoundError",
+    "CorruptDataError",
+    "DownloadError",
+    "cache_dir",
+    "search_places",
+    "locate_cifar10",
+    "load_cifar10",
+    "download_cifar10",
+    "synthetic_cifar10",
+    "normalize",
+    "denormalize",
+    "add_parser",
+    "run_data_command",
 ]
 
 CIFAR10_CLASSES: list[str] = [
@@ -97,7 +134,6 @@ def sample_image(name: str = "grace_hopper", size: int | Sequence[int] | None = 
         raise ValueError(f"name={name!r} is not a sample image; choose one of {sample_image_names()}")
     pair = _parse_size(size)
 
-    import numpy as np
     from matplotlib import cbook
     from PIL import Image
 
@@ -124,3 +160,945 @@ def sample_image(name: str = "grace_hopper", size: int | Sequence[int] | None = 
     )[0]
     # Bilinear interpolation stays inside the input range up to rounding; clamp the rounding away.
     return out.clamp_(0.0, 1.0).contiguous()
+
+
+# ============================================================================================
+# CIFAR-10: where it is
+# ============================================================================================
+
+BATCH_FOLDER = "cifar-10-batches-py"
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_BATCH = "test_batch"
+IMAGE_SIZE = 32
+# Files that operating systems drop into folders; they are not images and are skipped.
+_JUNK_FILES = {"Thumbs.db", "desktop.ini"}
+_CACHE_FORMAT = 2
+DOWNLOAD_FIX = "course data --download"
+COURSE_DATA_FIX = "export COURSE_DATA=/path/to/cifar10"
+
+
+class DataError(Exception):
+    """Base class of the data errors raised by :mod:`course_utils.data`."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+    """No copy of CIFAR-10 in any searched place (the message lists them and gives the fix)."""
+
+
+class CorruptDataError(DataError, ValueError):
+    """A copy of CIFAR-10 was found but is damaged or incomplete (the message names the file)."""
+
+
+class DownloadError(DataError, OSError):
+    """Downloading CIFAR-10 through torchvision failed (usually: no network)."""
+
+
+def cache_dir() -> Path:
+    """The folder where the course keeps downloads and decoded tensors.
+
+    ``COURSE_CACHE`` if set, else ``$XDG_CACHE_HOME/course_utils``, else
+    ``~/.cache/course_utils``. The folder is not created here.
+
+    Returns
+    -------
+    pathlib.Path
+        Absolute path of the cache folder.
+
+    Examples
+    --------
+    >>> cache_dir().is_absolute()
+    True
+    """
+    env = os.environ.get("COURSE_CACHE")
+    if env:
+        return Path(env).expanduser().absolute()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return (base / "course_utils").absolute()
+
+
+def _labelled_places(root: str | os.PathLike | None = None) -> list[tuple[Path, str]]:
+    candidates: list[tuple[Path, str]] = []
+    if root is not None:
+        if not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"root must be a path (str or os.PathLike), got {type(root).__name__}")
+        candidates.append((Path(root).expanduser().absolute(), "the root argument"))
+    env = os.environ.get("COURSE_DATA")
+    if env:
+        candidates.append((Path(env).expanduser().absolute(), "COURSE_DATA"))
+    candidates.append((cache_dir(), "the course cache"))
+    seen: set[str] = set()
+    unique = []
+    for path, label in candidates:
+        key = os.path.normcase(os.path.normpath(str(path)))
+        if key not in seen:
+            seen.add(key)
+            unique.append((path, label))
+    return unique
+
+
+def search_places(root: str | os.PathLike | None = None) -> list[Path]:
+    """The places searched for CIFAR-10, in order, without duplicates.
+
+    Parameters
+    ----------
+    root : str or path-like, optional
+        An explicit folder, searched first.
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``root`` (if given), ``$COURSE_DATA`` (if set), then :func:`cache_dir`.
+
+    Examples
+    --------
+    >>> search_places()[-1] == cache_dir()
+    True
+    """
+    return [path for path, _ in _labelled_places(root)]
+
+
+@dataclass(frozen=True)
+class DataLocation:
+    """A copy of CIFAR-10 found on disk (checked for structure, not decoded).
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The ``cifar-10-batches-py`` folder, or the folder holding ``train/`` and ``test/``.
+    layout : {"batches", "imagefolder"}
+        torchvision's pickled batches, or one image file per picture in class folders.
+    """
+
+    path: Path
+    layout: str
+
+    def __str__(self) -> str:
+        if self.layout == "batches":
+            return f"{self.path} (torchvision layout: {BATCH_FOLDER} with data_batch_1-5 and test_batch)"
+        return f"{self.path} (ImageFolder layout: train/ and test/ with 10 class folders)"
+
+
+def _visible(name: str) -> bool:
+    return not name.startswith(".") and name not in _JUNK_FILES
+
+
+def _check_batches(folder: Path) -> None:
+    missing = [name for name in (*TRAIN_BATCHES, TEST_BATCH) if not (folder / name).is_file()]
+    if missing:
+        raise CorruptDataError(
+            f"incomplete CIFAR-10 batches in {folder}: missing {', '.join(missing)}. "
+            f"Delete the folder and run: {DOWNLOAD_FIX}"
+        )
+    for name in (*TRAIN_BATCHES, TEST_BATCH):
+        if (folder / name).stat().st_size == 0:
+            raise CorruptDataError(f"empty CIFAR-10 batch file {folder / name}. Delete the folder and run: {DOWNLOAD_FIX}")
+
+
+def _check_imagefolder(place: Path) -> None:
+    for split in ("train", "test"):
+        split_dir = place / split
+        if not split_dir.is_dir():
+            other = "test" if split == "train" else "train"
+            raise CorruptDataError(
+                f"incomplete ImageFolder copy of CIFAR-10 in {place}: it has {other}/ but no {split}/ folder"
+            )
+        present = {entry.name for entry in os.scandir(split_dir) if entry.is_dir() and _visible(entry.name)}
+        missing = [name for name in CIFAR10_CLASSES if name not in present]
+        if missing:
+            raise CorruptDataError(
+                f"incomplete ImageFolder copy of CIFAR-10: missing class folder(s) "
+                f"{', '.join(str(split_dir / m) for m in missing)} (all 10 are needed: {', '.join(CIFAR10_CLASSES)})"
+            )
+        extra = sorted(present - set(CIFAR10_CLASSES))
+        if extra:
+            raise CorruptDataError(
+                f"unexpected folder(s) {', '.join(str(split_dir / e) for e in extra)}: a CIFAR-10 ImageFolder copy "
+                f"has exactly the class folders {', '.join(CIFAR10_CLASSES)}; move the others out"
+            )
+        for name in CIFAR10_CLASSES:
+            with os.scandir(split_dir / name) as entries:
+                if not any(_visible(entry.name) for entry in entries):
+                    raise CorruptDataError(f"empty class folder {split_dir / name}: it holds no images")
+
+
+def _inspect_place(place: Path) -> DataLocation | None:
+    if not place.is_dir():
+        return None
+    for candidate in (place, place / BATCH_FOLDER):
+        if candidate.is_dir() and (
+            candidate.name == BATCH_FOLDER or any((candidate / n).exists() for n in (*TRAIN_BATCHES, TEST_BATCH))
+        ):
+            _check_batches(candidate)
+            return DataLocation(candidate, "batches")
+    if (place / "train").is_dir() or (place / "test").is_dir():
+        _check_imagefolder(place)
+        return DataLocation(place, "imagefolder")
+    return None
+
+
+def locate_cifar10(root: str | os.PathLike | None = None) -> DataLocation | None:
+    """Find a usable copy of CIFAR-10 without decoding it.
+
+    Looks in :func:`search_places` order. In each place it accepts torchvision's
+    ``cifar-10-batches-py/`` (the place itself or a child folder of it) or an ImageFolder layout
+    (``train/<class>/*`` and ``test/<class>/*`` with all 10 classes). Only the structure is checked:
+    the batch files exist, or the 20 class folders exist and are not empty.
+
+    Parameters
+    ----------
+    root : str or path-like, optional
+        A folder to search before ``COURSE_DATA`` and the cache.
+
+    Returns
+    -------
+    DataLocation or None
+        The first copy found; ``None`` when no place holds one.
+
+    Raises
+    ------
+    CorruptDataError
+        A place holds a damaged copy (missing batch file, missing or empty class folder).
+
+    Examples
+    --------
+    >>> loc = locate_cifar10("/no/such/folder")  # then COURSE_DATA, then the cache
+    """
+    for place, _ in _labelled_places(root):
+        found = _inspect_place(place)
+        if found is not None:
+            return found
+    return None
+
+
+def _not_found_message(root: str | os.PathLike | None, download_error: Exception | None = None) -> str:
+    lines = ["CIFAR-10 was not found. Looked in, in this order:"]
+    for i, (place, label) in enumerate(_labelled_places(root), 1):
+        state = "" if place.exists() else ", does not exist"
+        lines.append(f"  {i}. {place} ({label}{state})")
+    lines.append(
+        f"Each place may hold torchvision's {BATCH_FOLDER}/ folder or an ImageFolder copy "
+        "(train/<class>/*.jpg and test/<class>/*.jpg)."
+    )
+    if download_error is not None:
+        lines.append(f"Downloading failed too: {download_error}")
+    lines.append(
+        f"Fix: run `{DOWNLOAD_FIX}` (or `python -m course_utils.data --download`) on a machine with network, "
+        f"or point the course at a copy you have: `{COURSE_DATA_FIX}`."
+    )
+    return "\n".join(lines)
+
+
+# ============================================================================================
+# CIFAR-10: reading the two layouts
+# ============================================================================================
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickler that can rebuild NumPy arrays and nothing else.
+
+    Pickle is used here only because it is the official format of CIFAR-10's python version, and
+    only for files inside the data folder; refusing every other global means a tampered batch file
+    cannot run code.
+    """
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR-10 batch file")
+        if module.startswith("numpy.core.") and hasattr(np, "_core"):
+            # NumPy 2 renamed numpy.core; the official files were written long before.
+            module = "numpy._core." + module[len("numpy.core."):]
+        return super().find_class(module, name)
+
+
+def _read_batch_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as fh:
+            raw = _NumpyOnlyUnpickler(fh, encoding="bytes").load()
+    except Exception as exc:
+        raise CorruptDataError(
+            f"cannot read CIFAR-10 batch file {path} ({type(exc).__name__}: {exc}); it is truncated or damaged. "
+            f"Delete its folder and run: {DOWNLOAD_FIX}"
+        ) from exc
+    if not isinstance(raw, dict):
+        raise CorruptDataError(f"CIFAR-10 batch file {path} does not hold a dict; it is not a CIFAR-10 batch")
+    batch = {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in raw.items()}
+    if "data" not in batch or "labels" not in batch:
+        raise CorruptDataError(f"CIFAR-10 batch file {path} lacks 'data' or 'labels'; it is not a CIFAR-10 batch")
+    data = np.asarray(batch["data"])
+    labels = np.asarray(batch["labels"])
+    pixels = 3 * IMAGE_SIZE * IMAGE_SIZE
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != pixels:
+        raise CorruptDataError(
+            f"CIFAR-10 batch file {path}: 'data' should be uint8 rows of {pixels} values (3x32x32), "
+            f"got {data.dtype} with shape {data.shape}"
+        )
+    if labels.ndim != 1 or labels.shape[0] != data.shape[0]:
+        raise CorruptDataError(
+            f"CIFAR-10 batch file {path}: {data.shape[0]} images but {labels.shape[0] if labels.ndim else 0} labels"
+        )
+    if data.shape[0] == 0:
+        raise CorruptDataError(f"CIFAR-10 batch file {path} holds no images")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= len(CIFAR10_CLASSES):
+        raise CorruptDataError(f"CIFAR-10 batch file {path}: labels must be integers 0-9")
+    return data.reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE), labels.astype(np.int64)
+
+
+def _batch_classes(folder: Path) -> list[str]:
+    meta = folder / "batches.meta"
+    if not meta.is_file():
+        return list(CIFAR10_CLASSES)
+    try:
+        with open(meta, "rb") as fh:
+            raw = _NumpyOnlyUnpickler(fh, encoding="bytes").load()
+        names = raw.get(b"label_names", raw.get("label_names"))
+        names = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names]
+    except Exception as exc:
+        raise CorruptDataError(f"cannot read {meta} ({type(exc).__name__}: {exc}); it is truncated or damaged") from exc
+    if len(names) != len(CIFAR10_CLASSES):
+        raise CorruptDataError(f"{meta} names {len(names)} classes, CIFAR-10 has {len(CIFAR10_CLASSES)}")
+    return names
+
+
+def _read_batches(folder: Path) -> dict[str, Any]:
+    """Decode torchvision's cifar-10-batches-py folder into uint8 / int64 tensors."""
+    parts = [_read_batch_file(folder / name) for name in TRAIN_BATCHES]
+    test_x, test_y = _read_batch_file(folder / TEST_BATCH)
+    return {
+        "train_images": torch.from_numpy(np.concatenate([p[0] for p in parts])),
+        "train_labels": torch.from_numpy(np.concatenate([p[1] for p in parts])),
+        "test_images": torch.from_numpy(np.ascontiguousarray(test_x)),
+        "test_labels": torch.from_numpy(test_y),
+        "classes": _batch_classes(folder),
+    }
+
+
+def _scan_imagefolder(place: Path) -> tuple[dict[str, list[tuple[str, int]]], str]:
+    """Image files of each split as (path, label) in class then file-name order, and a fingerprint.
+
+    One ``os.scandir`` pass gives both: the fingerprint (names, sizes, modification times) changes
+    when a file is added, removed, renamed, resized or touched, and costs no extra system calls.
+    """
+    listing: dict[str, list[tuple[str, int]]] = {}
+    digest = hashlib.sha256()
+    count = 0
+    for split in ("train", "test"):
+        items: list[tuple[str, int]] = []
+        for label, name in enumerate(CIFAR10_CLASSES):
+            folder = place / split / name
+            files = []
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if not _visible(entry.name):
+                        continue
+                    if entry.is_dir():
+                        raise CorruptDataError(f"unexpected folder {entry.path}: class folders hold image files only")
+                    st = entry.stat()
+                    files.append((entry.name, st.st_size, st.st_mtime_ns))
+            if not files:
+                raise CorruptDataError(f"empty class folder {folder}: it holds no images")
+            files.sort()
+            prefix = f"{split}/{name}/"
+            digest.update("".join(f"{prefix}{f}\0{size}\0{mtime}\n" for f, size, mtime in files).encode())
+            count += len(files)
+            base = str(folder) + os.sep
+            items.extend((base + f, label) for f, _, _ in files)
+        listing[split] = items
+    return listing, f"{count}:{digest.hexdigest()}"
+
+
+def _decode_one_pil(data: bytes) -> torch.Tensor:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def _decode_chunk(items: list[tuple[str, int]]) -> torch.Tensor:
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    raw = []
+    for path, _ in items:
+        try:
+            with open(path, "rb") as fh:
+                raw.append(fh.read())
+        except OSError as exc:
+            raise CorruptDataError(f"cannot read image file {path}: {exc}") from exc
+    out = torch.empty((len(items), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
+    jpeg_idx = [i for i, b in enumerate(raw) if b[:3] == b"\xff\xd8\xff"]
+    decoded: dict[int, torch.Tensor] = {}
+    if jpeg_idx:
+        buffers = [torch.frombuffer(bytearray(raw[i]), dtype=torch.uint8) for i in jpeg_idx]
+        try:
+            for i, img in zip(jpeg_idx, decode_jpeg(buffers, mode=ImageReadMode.RGB)):
+                decoded[i] = img
+        except RuntimeError:
+            # One bad file spoils the whole batched call; decode one by one to name it.
+            for i, buf in zip(jpeg_idx, buffers):
+                try:
+                    decoded[i] = decode_jpeg(buf, mode=ImageReadMode.RGB)
+                except RuntimeError as exc:
+                    raise CorruptDataError(f"image file {items[i][0]} does not decode: {exc}") from exc
+    for i, data in enumerate(raw):
+        if i in decoded:
+            continue
+        try:
+            decoded[i] = _decode_one_pil(data)
+        except Exception as exc:
+            raise CorruptDataError(f"image file {items[i][0]} does not decode ({type(exc).__name__}: {exc})") from exc
+    for i, img in decoded.items():
+        if tuple(img.shape) != (3, IMAGE_SIZE, IMAGE_SIZE):
+            h, w = img.shape[-2:]
+            raise CorruptDataError(f"image file {items[i][0]} is {w}x{h} pixels; CIFAR-10 images are 32x32")
+        out[i] = img
+    return out
+
+
+def _decode_imagefolder(place: Path, listing: dict[str, list[tuple[str, int]]] | None = None) -> dict[str, Any]:
+    """Decode an ImageFolder copy (JPEG in batches through torchvision, anything else through PIL).
+
+    The files come in class order; they are shuffled once with a fixed seed, as torchvision's
+    batches are, so that any slice such as ``test_images[:1000]`` holds every class.
+    """
+    listing = listing if listing is not None else _scan_imagefolder(place)[0]
+    result: dict[str, Any] = {"classes": list(CIFAR10_CLASSES)}
+    workers = max(1, min(4, os.cpu_count() or 1))
+    for split in ("train", "test"):
+        items = listing[split]
+        chunks = [items[i:i + 1024] for i in range(0, len(items), 1024)]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            # Decoding releases the GIL, so threads use every core without copying data around.
+            parts = list(pool.map(_decode_chunk, chunks))
+        images = torch.cat(parts)
+        labels = torch.tensor([label for _, label in items], dtype=torch.int64)
+        order = torch.randperm(len(items), generator=torch.Generator().manual_seed(0))
+        result[f"{split}_images"] = images[order].contiguous()
+        result[f"{split}_labels"] = labels[order]
+    return result
+
+
+# ============================================================================================
+# CIFAR-10: the decoded-tensor cache
+# ============================================================================================
+
+
+def _batches_fingerprint(folder: Path) -> str:
+    """Changes when a batch file is replaced, resized or touched."""
+    parts = []
+    for name in (*TRAIN_BATCHES, TEST_BATCH, "batches.meta"):
+        path = folder / name
+        if path.exists():
+            st = path.stat()
+            parts.append(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n")
+    return f"{len(parts)}:{hashlib.sha256(''.join(parts).encode()).hexdigest()}"
+
+
+def _cache_file(location: DataLocation) -> Path:
+    key = hashlib.sha256(f"{location.path}\0{location.layout}".encode()).hexdigest()[:16]
+    return cache_dir() / "tensors" / f"cifar10-{key}.pt"
+
+
+def _read_cache(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return None  # a half-written or foreign file is ignored and rebuilt
+    try:
+        if payload.get("format") != _CACHE_FORMAT or payload.get("fingerprint") != fingerprint:
+            return None
+        for split in ("train", "test"):
+            images, labels = payload[f"{split}_images"], payload[f"{split}_labels"]
+            if images.dtype != torch.uint8 or images.shape[1:] != (3, IMAGE_SIZE, IMAGE_SIZE):
+                return None
+            if labels.dtype != torch.int64 or labels.shape != (images.shape[0],):
+                return None
+        if len(payload["classes"]) != len(CIFAR10_CLASSES):
+            return None
+    except (AttributeError, KeyError, TypeError):
+        return None
+    return payload
+
+
+def _write_cache(path: Path, payload: dict[str, Any]) -> bool:
+    tmp_name = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        # os.replace is atomic: a reader sees the old file or the new one, never half of one.
+        os.replace(tmp_name, path)
+        return True
+    except OSError as exc:
+        if tmp_name is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+        warnings.warn(f"could not write the CIFAR-10 cache {path} ({exc}); data will be decoded again next time", stacklevel=3)
+        return False
+
+
+# ============================================================================================
+# CIFAR-10: the public loader
+# ============================================================================================
+
+
+@dataclass(eq=False, repr=False)
+class Cifar10:
+    """CIFAR-10 (or its labelled synthetic stand-in) as tensors in memory.
+
+    Attributes
+    ----------
+    train_images, test_images : torch.Tensor
+        uint8, ``N x 3 x 32 x 32`` (use :func:`normalize` to get floats for a model).
+    train_labels, test_labels : torch.Tensor
+        int64, ``N``, values ``0-9`` indexing ``classes``.
+    classes : list of str
+        Class names in label order.
+    source : str
+        Where the data came from and in which layout (starts with ``SYNTHETIC`` for the stand-in).
+    synthetic : bool
+        True for the stand-in made when no copy could be found.
+    cache_file : pathlib.Path or None
+        The decoded-tensor cache used or written, if any.
+    """
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    classes: list[str]
+    source: str
+    synthetic: bool = False
+    cache_file: Path | None = None
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (10)."""
+        return len(self.classes)
+
+    def __repr__(self) -> str:
+        n_train, n_test = len(self.train_labels), len(self.test_labels)
+        return f"Cifar10(train={n_train:,}, test={n_test:,}, classes={len(self.classes)}, source={self.source})"
+
+    __str__ = __repr__
+
+
+def load_cifar10(
+    root: str | os.PathLike | None = None,
+    *,
+    download: bool = False,
+    allow_synthetic: bool = False,
+    cache: bool = True,
+) -> Cifar10:
+    """Load CIFAR-10 as uint8 tensors, from wherever it is.
+
+    Searches an explicit ``root``, then ``$COURSE_DATA``, then :func:`cache_dir`; each may hold
+    torchvision's ``cifar-10-batches-py/`` or an ImageFolder copy (``train/<class>/*``,
+    ``test/<class>/*``). The first load decodes the images and writes them to one cache file; later
+    loads read that file (well under a second) for as long as the source files are unchanged.
+
+    Parameters
+    ----------
+    root : str or path-like, optional
+        Folder searched first.
+    download : bool
+        If no copy is found, download it through torchvision into :func:`cache_dir`.
+    allow_synthetic : bool
+        If no copy is found (and downloading is off or failed), return a small seeded synthetic
+        stand-in with ``synthetic=True`` and a ``source`` that says so, instead of raising.
+    cache : bool
+        Read and write the decoded-tensor cache. ``False`` decodes every time.
+
+    Returns
+    -------
+    Cifar10
+        Images ``N x 3 x 32 x 32`` uint8, labels int64, class names, and where they came from.
+
+    Raises
+    ------
+    DataNotFoundError
+        No copy found and no stand-in allowed; the message lists the places searched and the fix.
+    CorruptDataError
+        A copy was found but a file is truncated, does not decode, or has the wrong size, or a class
+        folder is missing or empty; the message names the file or folder.
+
+    Examples
+    --------
+    >>> data = load_cifar10(allow_synthetic=True)  # doctest: +SKIP
+    >>> data.train_images.shape  # doctest: +SKIP
+    torch.Size([50000, 3, 32, 32])
+    """
+    for flag_name, flag in (("download", download), ("allow_synthetic", allow_synthetic), ("cache", cache)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{flag_name} must be True or False, got {flag!r}")
+    location = locate_cifar10(root)
+    download_error: Exception | None = None
+    if location is None and download:
+        try:
+            location = download_cifar10()
+        except DownloadError as exc:
+            download_error = exc
+    if location is None:
+        if allow_synthetic:
+            reason = "CIFAR-10 not found" + (" and the download failed" if download_error else "")
+            return synthetic_cifar10(reason=f"{reason}; run `{DOWNLOAD_FIX}` or `{COURSE_DATA_FIX}`")
+        raise DataNotFoundError(_not_found_message(root, download_error))
+    return _load_location(location, cache=cache)
+
+
+def _load_location(location: DataLocation, cache: bool = True) -> Cifar10:
+    if location.layout == "imagefolder":
+        listing, fingerprint = _scan_imagefolder(location.path)
+    else:
+        listing, fingerprint = None, _batches_fingerprint(location.path)
+    cache_path = _cache_file(location) if cache else None
+    payload = _read_cache(cache_path, fingerprint) if cache_path is not None else None
+    from_cache = payload is not None
+    if payload is None:
+        if location.layout == "batches":
+            payload = _read_batches(location.path)
+        else:
+            payload = _decode_imagefolder(location.path, listing)
+        if cache_path is not None:
+            payload.update(format=_CACHE_FORMAT, fingerprint=fingerprint, source_path=str(location.path))
+            if not _write_cache(cache_path, payload):
+                cache_path = None
+    layout = "torchvision batches" if location.layout == "batches" else "ImageFolder JPEG/PNG files"
+    origin = "decoded tensors cached" if from_cache else "decoded"
+    return Cifar10(
+        train_images=payload["train_images"],
+        train_labels=payload["train_labels"],
+        test_images=payload["test_images"],
+        test_labels=payload["test_labels"],
+        classes=list(payload["classes"]),
+        source=f"CIFAR-10 from {location.path} ({layout}; {origin})",
+        synthetic=False,
+        cache_file=cache_path,
+    )
+
+
+def download_cifar10(root: str | os.PathLike | None = None) -> DataLocation:
+    """Download CIFAR-10 through torchvision.
+
+    Parameters
+    ----------
+    root : str or path-like, optional
+        Folder to download into; :func:`cache_dir` by default (where :func:`load_cifar10` looks).
+
+    Returns
+    -------
+    DataLocation
+        The downloaded ``cifar-10-batches-py`` folder.
+
+    Raises
+    ------
+    DownloadError
+        The download failed (no network, disk full, ...); the message says what to do instead.
+
+    Examples
+    --------
+    >>> download_cifar10()  # doctest: +SKIP
+    """
+    target = Path(root).expanduser().absolute() if root is not None else cache_dir()
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        from torchvision.datasets import CIFAR10
+
+        CIFAR10(str(target), train=True, download=True)
+    except Exception as exc:
+        raise DownloadError(
+            f"could not download CIFAR-10 into {target} ({type(exc).__name__}: {exc}). "
+            f"Without network, copy CIFAR-10 from someone who has it and `{COURSE_DATA_FIX}`"
+        ) from exc
+    found = _inspect_place(target)
+    if found is None or found.layout != "batches":
+        raise DownloadError(f"torchvision reported success but no {BATCH_FOLDER} folder is in {target}")
+    return found
+
+
+# ============================================================================================
+# The synthetic stand-in
+# ============================================================================================
+
+SYNTHETIC_NOTE = "SYNTHETIC stand-in, not CIFAR-10"
+
+
+def synthetic_cifar10(n_train: int = 5000, n_test: int = 1000, seed: int = 0, reason: str | None = None) -> Cifar10:
+    """A small seeded data set shaped like CIFAR-10, for when the real one cannot be had.
+
+    Each class is a striped pattern with its own orientation, stripe width and colours; every
+    image gets a random phase, colour jitter and noise, so a small CNN can learn it but not
+    trivially. Class names are prefixed with ``fake`` and ``source`` starts with
+    ``SYNTHETIC stand-in, not CIFAR-10`` so every printed result says what it is.
+
+    Parameters
+    ----------
+    n_train, n_test : int
+        Number of images (split evenly over the 10 classes, in a shuffled order).
+    seed : int
+        Seed of the generator; the same seed gives the same images.
+    reason : str, optional
+        Why the stand-in is used; appended to ``source``.
+
+    Returns
+    -------
+    Cifar10
+        With ``synthetic=True``.
+
+    Examples
+    --------
+    >>> fake = synthetic_cifar10(100, 20)
+    >>> fake.synthetic, tuple(fake.train_images.shape)
+    (True, (100, 3, 32, 32))
+    """
+    for name, value in (("n_train", n_train), ("n_test", n_test), ("seed", seed)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} must be an int, got {value!r}")
+    if n_train < 1 or n_test < 1:
+        raise ValueError(f"n_train and n_test must be at least 1, got {n_train} and {n_test}")
+    gen = torch.Generator().manual_seed(seed)
+    n_classes = len(CIFAR10_CLASSES)
+    palette = torch.rand(n_classes, 2, 3, generator=torch.Generator().manual_seed(1234))
+    angles = torch.arange(n_classes, dtype=torch.float32) * (math.pi / 5)  # 5 orientations...
+    freqs = torch.where(torch.arange(n_classes) < 5, 2.0, 4.0)  # ...times 2 stripe widths
+
+    def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.arange(n) % n_classes
+        labels = labels[torch.randperm(n, generator=gen)]
+        coords = torch.arange(IMAGE_SIZE, dtype=torch.float32) / IMAGE_SIZE
+        yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+        theta = angles[labels] + 0.15 * torch.randn(n, generator=gen)
+        phase = 2 * math.pi * torch.rand(n, generator=gen)
+        wave = (xx * torch.cos(theta)[:, None, None] + yy * torch.sin(theta)[:, None, None]) * freqs[labels][:, None, None]
+        stripes = 0.5 + 0.5 * torch.sin(2 * math.pi * wave + phase[:, None, None])
+        colours = palette[labels] + 0.2 * torch.randn(n, 2, 3, generator=gen)
+        fg, bg = colours[:, 0, :, None, None], colours[:, 1, :, None, None]
+        images = bg + (fg - bg) * stripes[:, None]
+        images = images + 0.1 * torch.randn(images.shape, generator=gen)
+        return (images.clamp(0, 1) * 255).round().to(torch.uint8), labels.to(torch.int64)
+
+    train_x, train_y = make(n_train)
+    test_x, test_y = make(n_test)
+    source = f"{SYNTHETIC_NOTE}: {n_train:,} train / {n_test:,} test seeded stripe patterns"
+    if reason:
+        source += f" ({reason})"
+    return Cifar10(
+        train_images=train_x,
+        train_labels=train_y,
+        test_images=test_x,
+        test_labels=test_y,
+        classes=[f"fake {name}" for name in CIFAR10_CLASSES],
+        source=source,
+        synthetic=True,
+    )
+
+
+# ============================================================================================
+# Normalization
+# ============================================================================================
+
+
+def _stats(value: Sequence[float] | torch.Tensor | None, default: Sequence[float], name: str) -> torch.Tensor:
+    stats = torch.as_tensor(default if value is None else value, dtype=torch.float32)
+    if stats.shape != (3,):
+        raise ValueError(f"{name} must hold 3 values, one per colour channel, got shape {tuple(stats.shape)}")
+    return stats.view(3, 1, 1)
+
+
+def _check_images(images: torch.Tensor, name: str = "images") -> None:
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(images).__name__}")
+    if images.dim() < 3 or images.shape[-3] != 3:
+        raise ValueError(f"{name} must be 3 x H x W or N x 3 x H x W (channels first), got shape {tuple(images.shape)}")
+
+
+def normalize(
+    images: torch.Tensor,
+    mean: Sequence[float] | torch.Tensor | None = None,
+    std: Sequence[float] | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Scale images to zero mean and unit variance per channel, as a model wants them.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        ``3 x H x W`` or ``N x 3 x H x W``; uint8 in ``0-255`` or floating point in ``[0, 1]``.
+    mean, std : sequence of 3 floats, optional
+        Per-channel statistics of ``[0, 1]`` pixels; :data:`CIFAR10_MEAN` / :data:`CIFAR10_STD`
+        by default.
+
+    Returns
+    -------
+    torch.Tensor
+        float32 (or the input's floating dtype), ``(images / 255 - mean) / std`` for uint8 input.
+
+    Examples
+    --------
+    >>> x = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
+    >>> normalize(x).shape
+    torch.Size([1, 3, 2, 2])
+    """
+    _check_images(images)
+    m = _stats(mean, CIFAR10_MEAN, "mean")
+    s = _stats(std, CIFAR10_STD, "std")
+    if (s <= 0).any():
+        raise ValueError("std must be positive in every channel")
+    if images.dtype == torch.uint8:
+        x = images.to(torch.float32) / 255.0
+    elif images.is_floating_point():
+        if images.numel() and (images.min() < 0 or images.max() > 1):
+            raise ValueError(
+                "floating-point images must lie in [0, 1]; pass uint8 0-255 images as they are, "
+                "and do not normalize twice"
+            )
+        x = images
+    else:
+        raise TypeError(f"images must be uint8 or floating point, got {images.dtype}")
+    return (x - m.to(x.device, x.dtype)) / s.to(x.device, x.dtype)
+
+
+def denormalize(
+    images: torch.Tensor,
+    mean: Sequence[float] | torch.Tensor | None = None,
+    std: Sequence[float] | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Undo :func:`normalize`: back to floating-point pixels in ``[0, 1]`` for display.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        Normalized floating-point ``3 x H x W`` or ``N x 3 x H x W``.
+    mean, std : sequence of 3 floats, optional
+        The statistics used to normalize; CIFAR-10's by default.
+
+    Returns
+    -------
+    torch.Tensor
+        ``images * std + mean``, clamped to ``[0, 1]`` (rounding can overshoot slightly).
+
+    Examples
+    --------
+    >>> x = torch.rand(3, 4, 4)
+    >>> torch.allclose(denormalize(normalize(x)), x, atol=1e-6)
+    True
+    """
+    _check_images(images)
+    if not images.is_floating_point():
+        raise TypeError(f"images must be floating point (normalized), got {images.dtype}")
+    m = _stats(mean, CIFAR10_MEAN, "mean").to(images.device, images.dtype)
+    s = _stats(std, CIFAR10_STD, "std").to(images.device, images.dtype)
+    return (images * s + m).clamp(0.0, 1.0)
+
+
+# ============================================================================================
+# `course data` and `python -m course_utils.data`
+# ============================================================================================
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", metavar="DIR", help="a CIFAR-10 folder to use first (with --download: where to put it)")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--download", action="store_true", help="download CIFAR-10 through torchvision into the cache")
+    action.add_argument("--prepare", action="store_true", help="decode the images once and write the tensor cache")
+
+
+def run_data_command(args: argparse.Namespace) -> int:
+    """Carry out ``course data [--download | --prepare] [--root DIR]``; returns the exit status."""
+    root = getattr(args, "root", None)
+    try:
+        if getattr(args, "download", False):
+            try:
+                found = locate_cifar10(root)
+            except CorruptDataError:
+                found = None  # a damaged copy is what downloading replaces
+            if found is not None:
+                print(f"CIFAR-10 is already here: {found}")
+                return 0
+            print(f"Downloading CIFAR-10 into {Path(root).expanduser().absolute() if root else cache_dir()} ...")
+            try:
+                location = download_cifar10(root)
+            except DownloadError as exc:
+                print(f"Download failed: {exc}", file=sys.stderr)
+                return 1
+            print(f"CIFAR-10 is ready: {location}")
+            return 0
+        if getattr(args, "prepare", False):
+            start = time.perf_counter()
+            data = load_cifar10(root)
+            seconds = time.perf_counter() - start
+            print(data.source)
+            print(f"{len(data.train_labels):,} train and {len(data.test_labels):,} test images, "
+                  f"{data.num_classes} classes, in {seconds:.1f} s")
+            print(f"cache: {data.cache_file}" if data.cache_file else "cache: not written")
+            return 0
+        found = locate_cifar10(root)
+    except DataNotFoundError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except CorruptDataError as exc:
+        print(f"Damaged CIFAR-10 copy: {exc}", file=sys.stderr)
+        return 1
+    if found is None:
+        print(_not_found_message(root), file=sys.stderr)
+        return 1
+    print(f"CIFAR-10: {found}")
+    return 0
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``course data`` to the ``course`` command's subparsers.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        What ``ArgumentParser.add_subparsers()`` returned.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The new subcommand's parser (its ``func`` is :func:`run_data_command`).
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser(); sub = p.add_subparsers()
+    >>> _ = add_parser(sub)
+    >>> p.parse_args(["data", "--prepare"]).prepare
+    True
+    """
+    parser = subparsers.add_parser(
+        "data",
+        help="find, download or prepare CIFAR-10",
+        description="Say where CIFAR-10 is (or where the course looked and how to fix it); "
+        "--download fetches it through torchvision; --prepare decodes it once into the tensor cache.",
+    )
+    _add_arguments(parser)
+    parser.set_defaults(func=run_data_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m course_utils.data``: the same as ``course data``."""
+    parser = argparse.ArgumentParser(prog="python -m course_utils.data", description="Find, download or prepare CIFAR-10.")
+    _add_arguments(parser)
+    return run_data_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
