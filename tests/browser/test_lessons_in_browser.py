@@ -1,0 +1,141 @@
+"""Every lesson, run in JupyterLab in headless Chromium the way a learner runs it.
+
+For each lesson: open it from the file browser, Run All Cells, wait for the kernel, then check that no
+cell shows an error, every plot shows an image, every widget renders, and a slider moves its output.
+Screenshots for the README are written only when asked:
+
+    COURSE_SCREENSHOTS=1 pytest tests/browser
+
+The negative tests build a small probe notebook and break it on purpose (widget extension disabled,
+a widget callback that raises) to show that the checks fail, naming the lesson and the cell.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+import lab_driver
+from conftest import LESSONS, REPO, require_browser
+
+pytestmark = pytest.mark.browser
+
+LESSON_TIMEOUT_S = 900
+SCREENSHOTS = REPO / "docs" / "screenshots"
+# The README shows these crops: the cell whose source contains the key, in the lesson named.
+CROPS = {
+    "output_size_explorer": ("02_output_size", "output_size_explorer("),
+    "kernel_explorer": ("01_why_convolution", "kernel_explorer("),
+    "training_curves": ("06_tinycnn_cifar10", "fit("),
+}
+
+
+def _save_screenshots(page, lesson: Path) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
+    full_sources = [
+        "".join(c.get("source", "")) for c in nbformat.read(lesson, as_version=4)["cells"]
+    ]
+    for name, (stem, key) in CROPS.items():
+        if stem != lesson.stem:
+            continue
+        matches = [i for i, src in enumerate(full_sources) if key in src]
+        if matches:
+            target = cells.nth(matches[0])
+            target.scroll_into_view_if_needed()
+            target.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    # The lesson page as a learner sees it, at its first widget or plot.
+    shown = [i for i, cell in enumerate(lab_driver.expectations(lesson)) if cell.widget or cell.image]
+    if shown:
+        cells.nth(shown[0]).scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / f"{lesson.stem}.png"))
+
+
+def test_every_lesson_is_found():
+    stems = [p.stem for p in LESSONS]
+    assert stems and stems[0].startswith("00_"), f"lessons found: {stems}"
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
+def test_lesson_runs_in_jupyterlab(lab, page, lesson):
+    report = lab_driver.run_lesson(page, lab, lesson, timeout_s=LESSON_TIMEOUT_S)
+    if os.environ.get("COURSE_SCREENSHOTS") == "1":
+        _save_screenshots(page, lesson)
+    if lesson.stem == "02_output_size":
+        assert lab_driver.slider_cells(page), "02_output_size: the output-size explorer shows no slider"
+    assert not report.problems, "\n" + str(report) + "\n\nserver log:\n" + lab.log_tail(15)
+
+
+# --------------------------------------------------------------------------------------------
+# The checks themselves fail when a widget is broken
+# --------------------------------------------------------------------------------------------
+
+PROBE_CELLS = [
+    "import ipywidgets as widgets\nimport matplotlib.pyplot as plt\nfrom IPython.display import display",
+    # cell 1: a slider driving an Output, the same pattern as the lessons' explorers
+    "out = widgets.Output()\nslider = widgets.IntSlider(value=3, min=1, max=9, description='k')\n"
+    "def redraw(change=None):\n"
+    "    {body}\n"
+    "    with out:\n"
+    "        out.clear_output(wait=True)\n"
+    "        print('k =', slider.value)\n"
+    "slider.observe(redraw, names='value')\n"
+    "with out:\n    print('k =', slider.value)\n"
+    "display(widgets.VBox([slider, out]))",
+    "fig, ax = plt.subplots(figsize=(2, 2))\nax.plot([0, 1], [1, 0])\nplt.show()",
+]
+
+
+def _probe_notebook(folder: Path, name: str, callback_body: str = "pass") -> Path:
+    """A small notebook with a slider widget and a plot, executed so its outputs are the real ones."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    sources = [PROBE_CELLS[0], PROBE_CELLS[1].replace("{body}", callback_body), PROBE_CELLS[2]]
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    old = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    path = folder / f"{name}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_probe_passes_when_nothing_is_broken(lab, page):
+    probe = _probe_notebook(lab.root, "98_probe_ok")
+    report = lab_driver.run_lesson(page, lab, probe, timeout_s=180)
+    assert lab_driver.slider_cells(page) == [1]
+    assert not report.problems, str(report)
+
+
+def test_raising_widget_callback_is_reported(lab, page):
+    probe = _probe_notebook(lab.root, "97_probe_raises", "raise RuntimeError('broken on purpose')")
+    report = lab_driver.run_lesson(page, lab, probe, timeout_s=180)
+    assert any(
+        p.startswith("97_probe_raises, cell 1 ('out = widgets.Output()')") and "did not change" in p
+        for p in report.problems
+    ), str(report)
+
+
+def test_disabled_widget_extension_is_reported(browser, tmp_path):
+    require_browser()
+    probe = _probe_notebook(tmp_path, "96_probe_no_extension")
+    server = lab_driver.start_lab([probe], tmp_path / "broken", disabled_extensions=(lab_driver.WIDGET_MANAGER,))
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        report = lab_driver.run_lesson(context.new_page(), server, probe, timeout_s=180)
+    finally:
+        context.close()
+        lab_driver.stop_lab(server)
+    assert not lab_driver._processes_of(server), "the broken-extension server left processes behind"
+    assert any(
+        p.startswith("96_probe_no_extension, cell 1") and "widget should render" in p for p in report.problems
+    ), str(report)
