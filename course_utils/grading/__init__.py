@@ -1,0 +1,1 @@
+"""Releasing student workbooks and grading submissions."""
