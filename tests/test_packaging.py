@@ -28,7 +28,9 @@ def _pyproject() -> dict:
 
 def _conda_dependencies() -> dict[str, str]:
     deps: dict[str, str] = {}
-    for line in (ROOT / "environment.yml").read_text().splitlines():
+    text = (ROOT / "environment.yml").read_text()
+    assert "\ndependencies:\n" in text, "environment.yml has no dependencies section"
+    for line in text.split("\ndependencies:\n", 1)[1].splitlines():
         match = re.match(r"^  - ([A-Za-z0-9_.\-]+)\s*(\S*)\s*$", line)
         if match:
             deps[match.group(1).lower()] = match.group(2)
