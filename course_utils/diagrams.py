@@ -1,0 +1,448 @@
+"""Drawings of convolution arithmetic: sliding windows over grids of pixels.
+
+In the manner of Dumoulin and Visin's convolution-arithmetic figures (drawn from scratch here):
+the padded input grid with the kernel footprint on it, the output grid beside it, and the size
+formula with the numbers put in. Every function validates its configuration through
+:mod:`course_utils.shapes`, so a configuration PyTorch rejects raises the same ``ValueError``
+here, and every function returns a :class:`matplotlib.figure.Figure` without calling pyplot.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence, Union
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from .plots import PALETTE, new_figure
+from .shapes import conv_out_2d, pool_out_2d
+
+__all__ = [
+    "window_coverage",
+    "draw_conv_arithmetic",
+    "conv_arithmetic_frames",
+    "draw_pool_windows",
+]
+
+IntOrPair = Union[int, Sequence[int]]
+
+# Colours of the drawings: padding grey, input light blue, kernel taps orange, output green.
+_PAD = "#d9d9d9"
+_INPUT = "#cfe3f3"
+_TAP = PALETTE[1]
+_OUTPUT = "#cdebdc"
+_CURRENT = PALETTE[2]
+_UNREACHED = PALETTE[3]
+
+
+def _pair(value: IntOrPair) -> tuple[int, int]:
+    # Called only after shapes has validated the value, so it is an int or a pair of ints.
+    if isinstance(value, (tuple, list)):
+        return int(value[0]), int(value[1])
+    return int(value), int(value)
+
+
+def _config(in_size, kernel_size, stride, padding, dilation):
+    out = conv_out_2d(in_size, kernel_size, stride=stride, padding=padding, dilation=dilation)
+    return (_pair(in_size), _pair(kernel_size), _pair(stride), _pair(padding), _pair(dilation), out)
+
+
+def _axis_coverage(n: int, k: int, s: int, p: int, d: int, out: int) -> np.ndarray:
+    """How many kernel taps land on each of the ``n`` real input positions along one axis."""
+    counts = np.zeros(n + 2 * p, dtype=np.int64)
+    for i in range(out):
+        counts[i * s + d * np.arange(k)] += 1
+    return counts[p : p + n]
+
+
+def window_coverage(
+    in_size: IntOrPair,
+    kernel_size: IntOrPair,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+) -> np.ndarray:
+    """How many times a convolution's kernel taps touch each input pixel.
+
+    A zero marks a pixel that no window ever reaches: it happens on the bottom and right edges when
+    ``(in + 2*padding - dilation*(kernel-1) - 1)`` is not a multiple of ``stride`` (the floor in the
+    size formula drops the last, incomplete window), and inside the input when ``stride`` and
+    ``dilation`` together skip positions.
+
+    Parameters
+    ----------
+    in_size, kernel_size, stride, padding, dilation : int or (int, int)
+        As for ``nn.Conv2d``.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (in_height, in_width)
+        The count for each input pixel (padding excluded).
+
+    Raises
+    ------
+    ValueError
+        For any configuration ``nn.Conv2d`` rejects (see :func:`course_utils.shapes.conv_out_2d`).
+
+    Examples
+    --------
+    >>> window_coverage(5, 2, stride=2)[0].tolist()
+    [1, 1, 1, 1, 0]
+    """
+    (h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = _config(
+        in_size, kernel_size, stride, padding, dilation
+    )
+    rows = _axis_coverage(h, kh, sh, ph, dh, oh)
+    cols = _axis_coverage(w, kw, sw, pw, dw, ow)
+    return np.outer(rows, cols)
+
+
+def _formula(n: int, k: int, s: int, p: int, d: int) -> str:
+    eff = d * (k - 1) + 1
+    top = n + 2 * p - eff
+    return f"⌊({n} + 2·{p} − {eff}) / {s}⌋ + 1 = ⌊{top}/{s}⌋ + 1 = {top // s + 1}"
+
+
+def _formula_caption(in_hw, k_hw, s_hw, p_hw, d_hw) -> str:
+    rows = _formula(in_hw[0], k_hw[0], s_hw[0], p_hw[0], d_hw[0])
+    if (in_hw[0], k_hw[0], s_hw[0], p_hw[0], d_hw[0]) == (in_hw[1], k_hw[1], s_hw[1], p_hw[1], d_hw[1]):
+        return f"out = {rows}"
+    cols = _formula(in_hw[1], k_hw[1], s_hw[1], p_hw[1], d_hw[1])
+    return f"height: {rows}\nwidth: {cols}"
+
+
+def _parse_step(step: Any, out_hw: tuple[int, int]) -> tuple[int, int] | None:
+    if step is None:
+        return None
+    oh, ow = out_hw
+    if isinstance(step, (bool, np.bool_)):
+        raise TypeError(f"step must be an int, a (row, col) pair or None, got {step!r}")
+    if isinstance(step, (int, np.integer)):
+        if not 0 <= int(step) < oh * ow:
+            raise ValueError(
+                f"step must be between 0 and {oh * ow - 1} (the output has {oh}×{ow} positions), got {step}"
+            )
+        return divmod(int(step), ow)
+    if isinstance(step, (tuple, list)) and len(step) == 2 and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in step
+    ):
+        r, c = int(step[0]), int(step[1])
+        if not (0 <= r < oh and 0 <= c < ow):
+            raise ValueError(f"step (row, col) must lie inside the {oh}×{ow} output, got {(r, c)}")
+        return r, c
+    raise TypeError(f"step must be an int, a (row, col) pair or None, got {step!r}")
+
+
+def _draw_on(ax, in_hw, k_hw, s_hw, p_hw, d_hw, out_hw, position, mark_unreached: bool) -> None:
+    """Draw the padded input, a window (or all windows faintly) and the output on one Axes."""
+    (h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = in_hw, k_hw, s_hw, p_hw, d_hw, out_hw
+    H, W = h + 2 * ph, w + 2 * pw
+    for r in range(H):
+        for c in range(W):
+            is_pad = r < ph or r >= ph + h or c < pw or c >= pw + w
+            ax.add_patch(Rectangle((c, r), 1, 1, facecolor=_PAD if is_pad else _INPUT,
+                                   edgecolor="white" if is_pad else "#7f9fb8", linewidth=0.8,
+                                   hatch="//" if is_pad else None))
+    if mark_unreached:
+        cov = np.outer(_axis_coverage(h, kh, sh, ph, dh, oh), _axis_coverage(w, kw, sw, pw, dw, ow))
+        for r, c in zip(*np.nonzero(cov == 0)):
+            ax.plot([c + pw + 0.2, c + pw + 0.8], [r + ph + 0.2, r + ph + 0.8], color=_UNREACHED, lw=1.5)
+            ax.plot([c + pw + 0.2, c + pw + 0.8], [r + ph + 0.8, r + ph + 0.2], color=_UNREACHED, lw=1.5)
+    eff_h, eff_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if position is None:
+        for i in range(oh):
+            for j in range(ow):
+                ax.add_patch(Rectangle((j * sw, i * sh), eff_w, eff_h, fill=False, edgecolor=_TAP,
+                                       linewidth=1.4, alpha=0.6))
+    else:
+        i, j = position
+        for a in range(kh):
+            for b in range(kw):
+                ax.add_patch(Rectangle((j * sw + b * dw + 0.12, i * sh + a * dh + 0.12), 0.76, 0.76,
+                                       facecolor=_TAP, edgecolor="none", alpha=0.85))
+        ax.add_patch(Rectangle((j * sw, i * sh), eff_w, eff_h, fill=False, edgecolor=_TAP, linewidth=2.0))
+    # The output grid sits to the right, vertically centred on the input.
+    x0 = W + 1.5
+    y0 = (H - oh) / 2
+    for r in range(oh):
+        for c in range(ow):
+            current = position is not None and (r, c) == tuple(position)
+            ax.add_patch(Rectangle((x0 + c, y0 + r), 1, 1, facecolor=_CURRENT if current else _OUTPUT,
+                                   edgecolor="#5f9f7f", linewidth=0.8))
+    ax.annotate("", xy=(x0 - 0.2, H / 2), xytext=(W + 0.2, H / 2),
+                arrowprops=dict(arrowstyle="->", color="0.4"))
+    ax.text(W / 2, H + 0.3, f"input {h}×{w}" + (f", padding {ph}" if ph == pw else f", padding {ph}×{pw}"),
+            ha="center", va="top", fontsize=8)
+    ax.text(x0 + ow / 2, y0 + oh + 0.3, f"output {oh}×{ow}", ha="center", va="top", fontsize=8)
+    ax.set_xlim(-0.5, x0 + ow + 0.5)
+    ax.set_ylim(H + 1.4, -0.5)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    ax.grid(False)
+
+
+def draw_conv_arithmetic(
+    in_size: IntOrPair,
+    kernel_size: IntOrPair,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    *,
+    step: int | tuple[int, int] | None = 0,
+    mark_unreached: bool = True,
+    title: str | None = None,
+    size: float = 0.32,
+) -> Figure:
+    """Draw one position of a 2-D convolution's sliding window, with the size formula.
+
+    Left: the input grid (padding cells grey and hatched), the kernel footprint at output
+    position ``step`` with each tap filled (dilated taps leave gaps), and, with
+    ``mark_unreached``, a red cross on every input pixel that no window ever reaches. Right: the
+    output grid with the current output cell highlighted. The title is the formula
+    ``⌊(in + 2·padding − dilation·(kernel−1) − 1)/stride⌋ + 1`` with the numbers substituted.
+
+    Parameters
+    ----------
+    in_size, kernel_size, stride, padding, dilation : int or (int, int)
+        As for ``nn.Conv2d``.
+    step : int, (row, col) or None, default 0
+        The output position to show, as a flat index in row-major order or a (row, col) pair;
+        ``None`` outlines every window faintly.
+    mark_unreached : bool, default True
+        Cross out input pixels that no kernel tap ever touches.
+    title : str, optional
+        Replaces the formula title.
+    size : float
+        Inches per grid cell.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        For a configuration ``nn.Conv2d`` rejects, or a ``step`` outside the output.
+
+    Examples
+    --------
+    >>> fig = draw_conv_arithmetic(5, 3, stride=2, padding=1, step=(1, 0))
+    >>> fig.axes[0].get_title()
+    'out = ⌊(5 + 2·1 − 3) / 2⌋ + 1 = ⌊4/2⌋ + 1 = 3'
+    """
+    in_hw, k_hw, s_hw, p_hw, d_hw, out_hw = _config(in_size, kernel_size, stride, padding, dilation)
+    position = _parse_step(step, out_hw)
+    width_cells = in_hw[1] + 2 * p_hw[1] + 2 + out_hw[1]
+    height_cells = in_hw[0] + 2 * p_hw[0] + 2
+    fig, ax = new_figure(size=(max(3.0, size * width_cells), max(2.0, size * height_cells + 0.6)))
+    _draw_on(ax, in_hw, k_hw, s_hw, p_hw, d_hw, out_hw, position, mark_unreached)
+    ax.set_title(title if title is not None else _formula_caption(in_hw, k_hw, s_hw, p_hw, d_hw), fontsize=9)
+    return fig
+
+
+def conv_arithmetic_frames(
+    in_size: IntOrPair,
+    kernel_size: IntOrPair,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    *,
+    steps: Sequence[int | tuple[int, int]] | None = None,
+    max_frames: int = 4,
+    ncols: int = 4,
+    mark_unreached: bool = True,
+    title: str | None = None,
+    size: float = 0.22,
+) -> Figure:
+    """Several window positions of one convolution as small multiples, for a static figure.
+
+    Parameters
+    ----------
+    in_size, kernel_size, stride, padding, dilation : int or (int, int)
+        As for ``nn.Conv2d``.
+    steps : sequence of int or (row, col), optional
+        The output positions to draw; by default the first ``max_frames`` positions in
+        row-major order, ending with the last one when there are more.
+    max_frames : int
+        How many frames to draw when ``steps`` is not given.
+    ncols : int
+        Frames per row.
+    mark_unreached : bool
+        Cross out input pixels that no window reaches.
+    title : str, optional
+        Replaces the formula, shown once above all frames.
+    size : float
+        Inches per grid cell.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One Axes per frame, titled "output (row, col)".
+
+    Examples
+    --------
+    >>> fig = conv_arithmetic_frames(4, 3, steps=[0, 1, 2, 3])
+    >>> [ax.get_title() for ax in fig.axes][:2]
+    ['output (0, 0)', 'output (0, 1)']
+    """
+    in_hw, k_hw, s_hw, p_hw, d_hw, out_hw = _config(in_size, kernel_size, stride, padding, dilation)
+    n_out = out_hw[0] * out_hw[1]
+    if steps is None:
+        if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1:
+            raise ValueError(f"max_frames must be a positive integer, got {max_frames!r}")
+        if n_out <= max_frames:
+            steps = list(range(n_out))
+        else:
+            steps = list(range(max_frames - 1)) + [n_out - 1]
+    steps = list(steps)
+    if not steps:
+        raise ValueError("steps is empty: pass at least one output position, or None for the default")
+    positions = [_parse_step(s, out_hw) for s in steps]
+    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
+        raise ValueError(f"ncols must be a positive integer, got {ncols!r}")
+    ncols = min(ncols, len(positions))
+    nrows = math.ceil(len(positions) / ncols)
+    width_cells = in_hw[1] + 2 * p_hw[1] + 2 + out_hw[1]
+    height_cells = in_hw[0] + 2 * p_hw[0] + 2
+    fig, axes = new_figure(nrows, ncols, size=(max(3.0, size * width_cells * ncols),
+                                               size * height_cells * nrows + 0.7), squeeze=False)
+    for ax in axes.flat[len(positions):]:
+        ax.set_axis_off()
+    for ax, pos in zip(axes.flat, positions):
+        _draw_on(ax, in_hw, k_hw, s_hw, p_hw, d_hw, out_hw, pos, mark_unreached)
+        ax.set_title(f"output {pos}", fontsize=8)
+    fig.suptitle(title if title is not None else _formula_caption(in_hw, k_hw, s_hw, p_hw, d_hw), fontsize=9)
+    return fig
+
+
+def _as_matrix(x: Any) -> np.ndarray:
+    try:
+        import torch
+
+        if isinstance(x, torch.Tensor):
+            x = x.detach().to("cpu").double().numpy()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    if isinstance(x, (list, tuple)):
+        try:
+            x = np.asarray(x, dtype=float)
+        except (TypeError, ValueError):
+            raise TypeError("x must be a 2-D tensor, array or nested list of numbers") from None
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"x must be a 2-D tensor or array, got {type(x).__name__}")
+    if x.ndim != 2:
+        raise ValueError(f"x must be a 2-D matrix (height × width), got shape {tuple(x.shape)}; "
+                         f"index one channel of one image first, e.g. x[0, 0]")
+    if not np.issubdtype(x.dtype, np.number):
+        raise TypeError(f"x must hold numbers, got dtype {x.dtype}")
+    x = x.astype(float)
+    if not np.isfinite(x).all():
+        raise ValueError("x contains NaN or inf values")
+    if x.shape[0] > 16 or x.shape[1] > 16:
+        raise ValueError(f"x is {x.shape[0]}×{x.shape[1]}; draw_pool_windows writes every value, "
+                         f"so pass a small matrix (at most 16×16)")
+    return x
+
+
+def draw_pool_windows(
+    x: Any,
+    kernel_size: IntOrPair = 2,
+    stride: IntOrPair | None = None,
+    mode: str = "max",
+    *,
+    title: str | None = None,
+    size: float = 0.5,
+) -> Figure:
+    """Draw a pooling layer at work on a small matrix: values, windows and the pooled output.
+
+    Each window is outlined in its own colour on the input, and the output cell it produces has
+    the same colour. For ``mode="max"`` the winning value in each window is written in bold.
+    The output is computed by PyTorch (``F.max_pool2d`` / ``F.avg_pool2d``), so the drawing shows
+    exactly what the layer does.
+
+    Parameters
+    ----------
+    x : 2-D tensor, array or nested list, at most 16×16
+        One channel of one image.
+    kernel_size : int or (int, int), default 2
+        Window size.
+    stride : int or (int, int), optional
+        Step between windows; defaults to ``kernel_size`` as in ``nn.MaxPool2d``.
+    mode : {"max", "avg"}
+        Max pooling or average pooling.
+    title : str, optional
+        Replaces the default title (the mode and the shapes).
+    size : float
+        Inches per cell.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two Axes: the input with windows, and the output.
+
+    Raises
+    ------
+    ValueError
+        For a bad mode, a matrix that is not 2-D, or a window configuration PyTorch rejects.
+
+    Examples
+    --------
+    >>> import torch
+    >>> fig = draw_pool_windows(torch.arange(16.).reshape(4, 4), 2)
+    >>> fig.axes[1].get_title()
+    'output 2×2'
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if mode not in ("max", "avg"):
+        raise ValueError(f"mode must be 'max' or 'avg', got {mode!r}")
+    m = _as_matrix(x)
+    if stride is None:
+        stride = kernel_size
+    oh, ow = pool_out_2d(m.shape, kernel_size, stride=stride)
+    (kh, kw), (sh, sw) = _pair(kernel_size), _pair(stride)
+    t = torch.from_numpy(m)[None, None]
+    pooled = (F.max_pool2d if mode == "max" else F.avg_pool2d)(t, (kh, kw), (sh, sw))[0, 0].numpy()
+    h, w = m.shape
+    fig, (ax_in, ax_out) = new_figure(
+        1, 2, size=(size * (w + ow) + 1.2, size * max(h, oh) + 0.9),
+        gridspec_kw={"width_ratios": [max(w, 1), max(ow, 1)]},
+    )
+    fmt = (lambda v: f"{v:g}") if np.all(m == np.round(m)) and np.abs(m).max() < 1e4 else (lambda v: f"{v:.2f}")
+    for ax in (ax_in, ax_out):
+        ax.set_aspect("equal")
+        ax.set_axis_off()
+        ax.grid(False)
+    for (r, c), v in np.ndenumerate(m):
+        ax_in.add_patch(Rectangle((c, r), 1, 1, facecolor="white", edgecolor="0.6", linewidth=0.8))
+    colours = PALETTE[:6] + PALETTE[7:]
+    winners: set[tuple[int, int]] = set()
+    for i in range(oh):
+        for j in range(ow):
+            colour = colours[(i * ow + j) % len(colours)]
+            # Overlapping windows (stride < kernel) are inset a little each so their outlines stay apart.
+            inset = 0.06 * ((i + j) % 3) if (sh < kh or sw < kw) else 0.04
+            r0, c0 = i * sh, j * sw
+            ax_in.add_patch(Rectangle((c0 + inset, r0 + inset), kw - 2 * inset, kh - 2 * inset, fill=False,
+                                      edgecolor=colour, linewidth=2.2))
+            ax_out.add_patch(Rectangle((j, i), 1, 1, facecolor=colour, alpha=0.35, edgecolor="0.4", linewidth=0.8))
+            ax_out.text(j + 0.5, i + 0.5, fmt(float(pooled[i, j])) if mode == "max" else f"{pooled[i, j]:.2f}",
+                        ha="center", va="center", fontsize=9)
+            if mode == "max":
+                window = m[r0 : r0 + kh, c0 : c0 + kw]
+                a, b = np.unravel_index(int(np.argmax(window)), window.shape)
+                winners.add((r0 + int(a), c0 + int(b)))
+    for (r, c), v in np.ndenumerate(m):
+        ax_in.text(c + 0.5, r + 0.5, fmt(float(v)), ha="center", va="center", fontsize=9,
+                   fontweight="bold" if (r, c) in winners else "normal")
+    ax_in.set_xlim(-0.1, w + 0.1)
+    ax_in.set_ylim(h + 0.1, -0.1)
+    ax_out.set_xlim(-0.1, ow + 0.1)
+    ax_out.set_ylim(max(h, oh) + 0.1 - (max(h, oh) - oh) / 2, -0.1 - (max(h, oh) - oh) / 2)
+    ax_in.set_title(f"input {h}×{w}", fontsize=9)
+    ax_out.set_title(f"output {oh}×{ow}", fontsize=9)
+    name = "max pooling" if mode == "max" else "average pooling"
+    fig.suptitle(title if title is not None else f"{name}, kernel {kernel_size}, stride {stride}", fontsize=10)
+    return fig

@@ -1,0 +1,211 @@
+"""Tests for course_utils.diagrams: coverage against PyTorch's own gradients, drawings, bad input."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from course_utils.diagrams import conv_arithmetic_frames, draw_conv_arithmetic, draw_pool_windows, window_coverage
+from course_utils.shapes import conv_out_2d
+
+
+def _torch_coverage(in_hw, k_hw, stride, padding, dilation) -> np.ndarray:
+    # The gradient of sum(conv(x, ones)) w.r.t. x counts how many taps touch each pixel.
+    x = torch.zeros(1, 1, *in_hw, dtype=torch.float64, requires_grad=True)
+    w = torch.ones(1, 1, *k_hw, dtype=torch.float64)
+    F.conv2d(x, w, stride=stride, padding=padding, dilation=dilation).sum().backward()
+    return x.grad[0, 0].numpy().astype(np.int64)
+
+
+CONFIGS = [
+    ((5, 5), (3, 3), 1, 0, 1),
+    ((5, 5), (2, 2), 2, 0, 1),
+    ((8, 8), (3, 3), 3, 0, 1),
+    ((7, 6), (3, 3), 2, 1, 2),
+    ((9, 4), (3, 2), (2, 1), (1, 0), (3, 1)),
+    ((1, 1), (1, 1), 1, 0, 1),
+    ((4, 4), (4, 4), 1, 0, 1),
+    ((6, 11), (1, 3), (4, 3), (0, 2), 1),
+]
+
+
+@pytest.mark.parametrize("in_hw,k_hw,stride,padding,dilation", CONFIGS)
+def test_window_coverage_matches_pytorch(in_hw, k_hw, stride, padding, dilation):
+    got = window_coverage(in_hw, k_hw, stride, padding, dilation)
+    np.testing.assert_array_equal(got, _torch_coverage(in_hw, k_hw, stride, padding, dilation))
+
+
+def test_window_coverage_random_configs_match_pytorch():
+    rng = np.random.default_rng(7)
+    checked = 0
+    while checked < 40:
+        h, w = (int(v) for v in rng.integers(1, 13, size=2))
+        k, s, p, d = (int(rng.integers(1, 5)), int(rng.integers(1, 4)), int(rng.integers(0, 3)), int(rng.integers(1, 3)))
+        try:
+            conv_out_2d((h, w), k, s, p, d)
+        except ValueError:
+            continue
+        np.testing.assert_array_equal(window_coverage((h, w), k, s, p, d), _torch_coverage((h, w), (k, k), s, p, d))
+        checked += 1
+
+
+def test_unreached_pixels_are_crossed_out():
+    # 8 wide, kernel 3, stride 3: windows cover 0..5, so columns/rows 6 and 7 are never reached.
+    cov = window_coverage(8, 3, stride=3)
+    assert (cov == 0).sum() == 64 - 36
+    fig = draw_conv_arithmetic(8, 3, stride=3)
+    crosses = [ln for ln in fig.axes[0].lines]
+    assert len(crosses) == 2 * (64 - 36)  # two strokes per crossed pixel
+    assert len(draw_conv_arithmetic(8, 3, stride=3, mark_unreached=False).axes[0].lines) == 0
+
+
+@pytest.mark.parametrize("in_size,k,s,p,d", [(7, 3, 2, 1, 1), (5, 3, 1, 0, 2), (32, 5, 2, 2, 1), (6, 4, 3, 0, 1)])
+def test_title_substitutes_numbers_and_matches_conv2d(in_size, k, s, p, d):
+    fig = draw_conv_arithmetic(in_size, k, stride=s, padding=p, dilation=d)
+    assert isinstance(fig, Figure)
+    out = torch.nn.Conv2d(1, 1, k, stride=s, padding=p, dilation=d)(torch.zeros(1, 1, in_size, in_size)).shape[-1]
+    title = fig.axes[0].get_title()
+    assert title.endswith(f"= {out}")
+    assert f"({in_size} + 2·{p} − {d * (k - 1) + 1})" in title
+
+
+def test_footprint_has_one_filled_tap_per_kernel_entry_and_output_highlight():
+    fig = draw_conv_arithmetic((6, 7), (2, 3), stride=1, padding=0, dilation=(2, 1), step=(1, 2))
+    ax = fig.axes[0]
+    from course_utils.diagrams import _CURRENT, _TAP
+    from matplotlib.colors import to_rgba
+
+    taps = [r for r in ax.patches if isinstance(r, Rectangle) and r.get_fill() and r.get_facecolor()[:3] == to_rgba(_TAP)[:3]]
+    assert len(taps) == 6
+    # Tap positions follow dilation: rows 1 and 3 (dilation 2), columns 2, 3, 4.
+    corners = sorted((round(r.get_y() - 0.12), round(r.get_x() - 0.12)) for r in taps)
+    assert corners == [(1, 2), (1, 3), (1, 4), (3, 2), (3, 3), (3, 4)]
+    current = [r for r in ax.patches if r.get_facecolor()[:3] == to_rgba(_CURRENT)[:3]]
+    assert len(current) == 1
+
+
+def test_non_square_title_has_both_axes():
+    title = draw_conv_arithmetic((6, 9), (3, 2), stride=(1, 2)).axes[0].get_title()
+    assert title.startswith("height:") and "width:" in title
+    assert conv_out_2d((6, 9), (3, 2), (1, 2)) == (4, 4)
+
+
+def test_step_none_outlines_every_window():
+    fig = draw_conv_arithmetic(6, 3, stride=1, step=None)
+    outlines = [r for r in fig.axes[0].patches if not r.get_fill()]
+    assert len(outlines) == 16
+
+
+def test_frames_default_and_explicit():
+    fig = conv_arithmetic_frames(5, 3, stride=2, padding=1)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["output (0, 0)", "output (0, 1)", "output (0, 2)", "output (2, 2)"]
+    assert fig._suptitle.get_text().endswith("= 3")
+    fig = conv_arithmetic_frames(4, 3, steps=[(1, 1)], ncols=3)
+    assert [ax.get_title() for ax in fig.axes] == ["output (1, 1)"]
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(in_size=3, kernel_size=5), "kernel_size"),
+        (dict(in_size=5, kernel_size=3, stride=0), "stride"),
+        (dict(in_size=5, kernel_size=3, padding=-1), "padding"),
+        (dict(in_size=5, kernel_size=3, dilation=3), "dilation"),
+        (dict(in_size=(5, 5, 5), kernel_size=3), "in_size"),
+    ],
+)
+def test_invalid_configs_raise_shapes_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        draw_conv_arithmetic(**kwargs)
+    with pytest.raises(ValueError, match=match):
+        conv_arithmetic_frames(**kwargs)
+    with pytest.raises(ValueError, match=match):
+        window_coverage(**kwargs)
+
+
+def test_float_size_is_rejected_by_name():
+    with pytest.raises(TypeError, match="kernel_size"):
+        draw_conv_arithmetic(5, 3.0)
+
+
+@pytest.mark.parametrize("step", [9, -1, (3, 0), (0, 3)])
+def test_step_outside_output_raises(step):
+    with pytest.raises(ValueError, match="step"):
+        draw_conv_arithmetic(5, 3, step=step)
+
+
+@pytest.mark.parametrize("step", ["0", 1.0, True, (0,)])
+def test_step_of_wrong_type_raises(step):
+    with pytest.raises(TypeError, match="step"):
+        draw_conv_arithmetic(5, 3, step=step)
+
+
+def test_frames_bad_arguments():
+    with pytest.raises(ValueError, match="steps"):
+        conv_arithmetic_frames(5, 3, steps=[])
+    with pytest.raises(ValueError, match="max_frames"):
+        conv_arithmetic_frames(5, 3, max_frames=0)
+    with pytest.raises(ValueError, match="ncols"):
+        conv_arithmetic_frames(5, 3, ncols=0)
+
+
+def _cell_texts(ax) -> list[str]:
+    return [t.get_text() for t in sorted(ax.texts, key=lambda t: (round(t.get_position()[1], 3), t.get_position()[0]))]
+
+
+@pytest.mark.parametrize("mode,fn", [("max", F.max_pool2d), ("avg", F.avg_pool2d)])
+@pytest.mark.parametrize("shape,k,s", [((4, 4), 2, None), ((5, 5), 3, 1), ((5, 7), 2, None), ((6, 3), (3, 1), (2, 1))])
+def test_pool_windows_output_values_match_pytorch(mode, fn, shape, k, s):
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randint(-9, 10, shape, generator=gen).float()
+    fig = draw_pool_windows(x, k, s, mode=mode)
+    expected = fn(x[None, None], k, k if s is None else s)[0, 0]
+    ax_in, ax_out = fig.axes
+    got = [float(t) for t in _cell_texts(ax_out)]
+    np.testing.assert_allclose(got, expected.flatten().numpy(), atol=0.006)
+    assert ax_out.get_title() == f"output {expected.shape[0]}×{expected.shape[1]}"
+    assert [float(t) for t in _cell_texts(ax_in)] == x.flatten().tolist()
+    outlines = [r for r in ax_in.patches if not r.get_fill()]
+    assert len(outlines) == expected.numel()
+
+
+def test_pool_windows_bold_marks_each_window_max():
+    x = torch.tensor([[1.0, 5.0, 2.0, 0.0], [3.0, 4.0, 8.0, 1.0], [0.0, 0.0, 1.0, 1.0], [9.0, 0.0, 1.0, 2.0]])
+    ax_in = draw_pool_windows(x, 2).axes[0]
+    bold = sorted(t.get_text() for t in ax_in.texts if t.get_fontweight() == "bold")
+    assert bold == ["2", "5", "8", "9"]
+
+
+@pytest.mark.parametrize(
+    "x,kwargs,err,match",
+    [
+        (torch.zeros(1, 4, 4), {}, ValueError, "2-D"),
+        (torch.zeros(20, 4), {}, ValueError, "16"),
+        (torch.tensor([[1.0, float("nan")], [0.0, 0.0]]), {}, ValueError, "NaN"),
+        ("abc", {}, TypeError, "x must"),
+        (torch.zeros(4, 4), {"mode": "mean"}, ValueError, "mode"),
+        (torch.zeros(3, 3), {"kernel_size": 4}, ValueError, "kernel_size"),
+        (torch.zeros(4, 4), {"kernel_size": 2, "stride": 0}, ValueError, "stride"),
+    ],
+)
+def test_pool_windows_bad_input(x, kwargs, err, match):
+    with pytest.raises(err, match=match):
+        draw_pool_windows(x, **kwargs)
+
+
+def test_no_pyplot_figures_left_open():
+    import matplotlib.pyplot as plt
+
+    before = len(plt.get_fignums())
+    draw_conv_arithmetic(5, 3)
+    conv_arithmetic_frames(5, 3)
+    draw_pool_windows(np.arange(16.0).reshape(4, 4))
+    assert len(plt.get_fignums()) == before
