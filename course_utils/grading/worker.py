@@ -208,8 +208,16 @@ def _work(cells_path: str, cases_dir: str, results_dir: str) -> int:
             record["status"] = "not-attempted"
             save()
             continue
+        hung = False
         for c_index, case in enumerate(cases):
-            record["cases"].append(_run_case(ex, answer, case, limit, results_dir, f"e{e_index}c{c_index}_", to_plain, encoding))
+            if hung:
+                # One case that never returns is enough; waiting out the rest would only burn the
+                # submission's time limit.
+                record["cases"].append({"error": "not run: an earlier case did not return", "kind": "timeout"})
+                continue
+            outcome = _run_case(ex, answer, case, limit, results_dir, f"e{e_index}c{c_index}_", to_plain, encoding)
+            hung = outcome.get("kind") == "timeout"
+            record["cases"].append(outcome)
         save()
     results["done"] = True
     save()
