@@ -778,8 +778,11 @@ class _Grader:
             status, detail = "ok", ""
         if status in ("crashed", "memory") and log_tail.strip():
             detail += "; last output: " + " ".join(log_tail.split())[-300:]
+        timing = results.get("timing") if isinstance(results.get("timing"), dict) else {}
+        # As reported by the submission's own process: for speed notes only, never for grading.
+        timing = {k: float(v) for k, v in timing.items() if k in ("cells", "cases") and isinstance(v, (int, float)) and 0 <= v < 1e6}
         self._store(job.student, job.path, job.notebook, status, detail, exercises,
-                    {"run": int(cells.get("run", 0)) if isinstance(cells.get("run"), int) else 0, "errors": cell_errors}, seconds)
+                    {"run": int(cells.get("run", 0)) if isinstance(cells.get("run"), int) else 0, "errors": cell_errors}, seconds, timing)
 
     def _exercise_record(self, g: _Graded, raw: Any, default_status: str, default_reason: str,
                          results_dir: str | None = None, limits: encoding.Limits | None = None) -> dict:
@@ -836,7 +839,8 @@ class _Grader:
             record["_memory"] = True
         return record
 
-    def _store(self, student: str, path: str, nb: _Notebook, status: str, detail: str, exercises: dict, cells: dict, seconds: float) -> None:
+    def _store(self, student: str, path: str, nb: _Notebook, status: str, detail: str, exercises: dict, cells: dict,
+               seconds: float, timing: dict | None = None) -> None:
         total = round(sum(e["score"] for e in exercises.values()), 4)
         maximum = sum(m["points"] for m in self.meta)
         record = {
@@ -849,6 +853,7 @@ class _Grader:
             "total": total,
             "max": maximum,
             "seconds": round(seconds, 3),
+            "worker_timing": timing or {},
             "cells": cells,
             "exercises": exercises,
         }

@@ -28,7 +28,7 @@ What it does:
     {"cells": {"run": 12, "errors": [{"cell": 3, "error": "NameError: name 'x' is not defined"}]},
      "exercises": {"conv_out": {"status": "ok" | "missing" | "not-attempted",
                                 "cases": [{"out": NODE} | {"error": "...", "kind": KIND}, ...]}},
-     "done": true}
+     "done": true, "timing": {"cells": SECONDS, "cases": SECONDS}}
 
 where KIND is ``not-attempted``, ``error``, ``timeout``, ``memory`` or ``not-plain``.
 """
@@ -38,6 +38,7 @@ import argparse
 import os
 import signal
 import sys
+import time
 
 __all__ = ["main", "load_extra_exercises"]
 
@@ -175,7 +176,8 @@ def _work(cells_path: str, cases_dir: str, results_dir: str) -> int:
         limit = float(case_limit_override) if case_limit_override else max(2.0 * ex.time_limit, 5.0)
         plan.append((ex, cases, limit))
 
-    results: dict = {"cells": {"run": 0, "errors": []}, "exercises": {}, "done": False}
+    results: dict = {"cells": {"run": 0, "errors": []}, "exercises": {}, "done": False, "timing": {}}
+    started = time.perf_counter()
 
     def save() -> None:
         encoding.write_json(results_dir, "results.json", results)
@@ -192,8 +194,10 @@ def _work(cells_path: str, cases_dir: str, results_dir: str) -> int:
                 entry["memory"] = True
             results["cells"]["errors"].append(entry)
     sys.stdout.flush()
+    results["timing"]["cells"] = round(time.perf_counter() - started, 4)
     save()
 
+    started = time.perf_counter()
     namespace = shell.user_ns
     signal.signal(signal.SIGALRM, _on_alarm)
     for e_index, (ex, cases, limit) in enumerate(plan):
@@ -220,6 +224,7 @@ def _work(cells_path: str, cases_dir: str, results_dir: str) -> int:
             record["cases"].append(outcome)
         save()
     results["done"] = True
+    results["timing"]["cases"] = round(time.perf_counter() - started, 4)
     save()
     sys.stdout.flush()
     sys.stderr.flush()
