@@ -464,3 +464,61 @@ def test_decode_refuses_untrusted_tricks(tmp_path):
         encoding.decode({"t": "list", "v": [{"t": "ndarray", "f": "ok.npy"}] * 3}, tmp_path, encoding.Limits(max_arrays=2))
     with pytest.raises(encoding.EncodingError, match="not written by the worker"):
         encoding.decode({"t": "ndarray", "f": "ok.npy"}, tmp_path, encoding.Limits(owner_uid=os.geteuid() + 1))
+
+
+# --------------------------------------------------------------------------------------------
+# Every lesson: the lesson itself earns full marks, its released workbook earns 0 with status ok
+# --------------------------------------------------------------------------------------------
+
+NOTEBOOKS = HERE.parent / "notebooks"
+LESSONS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+SLOW_LESSONS = ("06_", "07_")  # they train on CIFAR-10 for minutes when executed outside grading
+
+
+def _release_available() -> bool:
+    try:
+        import course_utils.grading.release  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _lesson_params():
+    return [
+        pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.name.startswith(SLOW_LESSONS) else [])
+        for p in LESSONS
+    ]
+
+
+@pytest.mark.skipif(not _release_available(), reason="course_utils.grading.release (course release) is not written yet")
+@pytest.mark.parametrize("lesson", _lesson_params())
+def test_lesson_full_marks_and_released_workbook_zero(tmp_path, lesson):
+    import nbclient
+
+    from course_utils.exercises.registry import exercises_for_lesson
+
+    if not exercises_for_lesson(lesson.stem):
+        pytest.skip(f"{lesson.stem} has no exercises in the bank")
+    released = tmp_path / "released"
+    done = subprocess.run([sys.executable, "-m", "course_utils", "release", str(lesson), "--out", str(released)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    workbooks = sorted(released.rglob("*.ipynb"))
+    assert len(workbooks) == 1, workbooks
+
+    # The workbook runs top to bottom in a fresh kernel.
+    nb = nbformat.read(str(workbooks[0]), as_version=4)
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "solution.ipynb").write_bytes(lesson.read_bytes())
+    (subs / "workbook.ipynb").write_bytes(workbooks[0].read_bytes())
+    out = tmp_path / "out"
+    graded = run_grade(subs, "--out", out, "--jobs", 2, "--timeout", 300)
+    assert graded.returncode == 0, graded.stderr
+    data = json.loads((out / "grades.json").read_text())
+    solution, workbook = data["students"]["solution"], data["students"]["workbook"]
+    assert solution["status"] == "ok" and solution["total"] == solution["max"] > 0, json.dumps(solution, indent=1)[:3000]
+    assert workbook["status"] == "ok" and workbook["total"] == 0
+    assert {e["status"] for e in workbook["exercises"].values()} == {"not-attempted"}
