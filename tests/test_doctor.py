@@ -74,7 +74,8 @@ def test_report_marks_failures_with_fixes_and_a_verdict():
 
 def test_optional_failures_do_not_block():
     text = doctor.format_report([Check("disk", False, "0.2 GB free", "free space", required=False)])
-    assert "⚠️" in text and text.endswith("Ready: the course can run on this machine.")
+    assert text.startswith("❌ disk") and "fix:" in text
+    assert text.endswith("Ready: the course can run on this machine, but fix disk for the full course (see the 'fix:' lines above).")
 
 
 def test_missing_data_says_where_it_looked_and_how_to_fix(tmp_path, monkeypatch):
@@ -110,13 +111,32 @@ def _run_doctor(env_updates: dict[str, str], *args: str) -> subprocess.Completed
     return subprocess.run([sys.executable, "-m", "course_utils", "doctor", *args], capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_cli_exit_status_follows_the_verdict(tmp_path):
+def test_missing_data_is_reported_but_the_course_can_still_run(tmp_path):
     missing = _run_doctor({"COURSE_DATA": str(tmp_path / "none"), "COURSE_CACHE": str(tmp_path / "cache")})
-    assert missing.returncode == 1, missing.stdout + missing.stderr
+    # Without CIFAR-10 every lesson still runs (06-07 on the named stand-in): exit 0, with the fix shown.
+    assert missing.returncode == 0, missing.stdout + missing.stderr
     assert "❌ CIFAR-10" in missing.stdout and "Looked in:" in missing.stdout
-    assert "Not ready" in missing.stdout
+    assert "course data --download" in missing.stdout
+    assert "fix CIFAR-10 for the full course" in missing.stdout
 
     as_json = _run_doctor({"COURSE_DATA": str(tmp_path / "none"), "COURSE_CACHE": str(tmp_path / "cache")}, "--json")
     report = json.loads(as_json.stdout)
-    assert report["ready"] is False
+    assert report["ready"] is True
     assert any(c["name"] == "CIFAR-10" and not c["ok"] for c in report["checks"])
+
+
+def test_a_missing_requirement_makes_the_exit_status_1(monkeypatch, capsys):
+    import argparse
+
+    real = doctor.check_package
+
+    def torch_too_old(name, minimum):
+        if name == "torch":
+            return doctor.Check("torch", False, "1.0.0 (needs >= 2.2)", "pip install -U torch")
+        return real(name, minimum)
+
+    monkeypatch.setattr(doctor, "check_package", torch_too_old)
+    status = doctor.main(argparse.Namespace(data=None, json=False))
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "❌ torch" in out and "pip install -U torch" in out and "Not ready: fix torch" in out
