@@ -5,6 +5,7 @@ learner practice feedback, and ``course_utils.grading`` grades submissions in a 
 """
 from .core import Case, Comparison, Exercise, compare, describe, to_plain
 from .registry import all_exercises, exercises_for_lesson, get_exercise, register
+from .check import CheckReport, check, run_checks
 
 __all__ = [
     "Case",
@@ -17,4 +18,7 @@ __all__ = [
     "get_exercise",
     "all_exercises",
     "exercises_for_lesson",
+    "check",
+    "run_checks",
+    "CheckReport",
 ]
