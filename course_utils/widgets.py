@@ -424,3 +424,428 @@ def output_size_explorer(
     box.sliders, box.output = sliders, output
     redraw()
     return box
+
+
+# --------------------------------------------------------------------------------------------
+# Lesson 03: a conv layer's shapes and parameters
+# --------------------------------------------------------------------------------------------
+
+
+def render_conv_layer(
+    in_channels: int = 32,
+    out_channels: int = 64,
+    kernel_size: int = 3,
+    stride: int = 1,
+    padding: int = 1,
+    groups: int = 1,
+    size: int = 32,
+    batch: int = 4,
+) -> tuple[Figure, str]:
+    """Shapes and parameter count of one ``nn.Conv2d``, beside a full and a depthwise-separable layer.
+
+    The layer is really built and run on a zero batch, so the shapes shown are PyTorch's.
+
+    Parameters
+    ----------
+    in_channels, out_channels, kernel_size, stride, padding, groups : int
+        The layer's settings (square kernels, the same stride and padding on both axes).
+    size : int
+        Height and width of the input.
+    batch : int
+        Batch size of the input.
+
+    Returns
+    -------
+    (Figure, str)
+        A bar chart of parameter counts and a text with the input, weight and output shapes. An
+        invalid configuration gives a figure and a text that say why, never an exception.
+
+    Examples
+    --------
+    >>> fig, text = render_conv_layer(3, 16, 3, padding=1, size=64)
+    >>> text.splitlines()[0]
+    'input [4, 3, 64, 64] -> output [4, 16, 64, 64]'
+    """
+    from torch import nn
+
+    from .shapes import conv_params
+
+    try:
+        layer = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, groups=groups)
+        with torch.no_grad():
+            out = layer(torch.zeros(batch, in_channels, size, size))
+    except (ValueError, RuntimeError) as exc:
+        message = str(exc).splitlines()[0]
+        return _message_figure(message), f"no output: {message}"
+    ours = sum(p.numel() for p in layer.parameters())
+    full = conv_params(in_channels, out_channels, kernel_size)
+    separable = conv_params(in_channels, in_channels, kernel_size, groups=in_channels) + conv_params(
+        in_channels, out_channels, 1
+    )
+    names = [f"this layer (groups={groups})", "groups=1", "depthwise + 1×1"]
+    counts = [ours, full, separable]
+    fig, ax = new_figure(size=(6.4, 2.4))
+    bars = ax.barh(names, counts, color=["#0072B2", "0.6", "#009E73"])
+    for bar, count in zip(bars, counts):
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {count:,}", va="center", fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(counts) * 1.3)
+    ax.set_xlabel("parameters (weights + biases)")
+    ax.set_title(f"Conv2d({in_channels}, {out_channels}, {kernel_size}, stride={stride}, "
+                 f"padding={padding}, groups={groups})", fontsize=10)
+    text = (
+        f"input {[batch, in_channels, size, size]} -> output {list(out.shape)}\n"
+        f"weight {list(layer.weight.shape)} + bias {list(layer.bias.shape)} = {ours:,} parameters"
+    )
+    return fig, text
+
+
+def conv_layer_explorer(in_channels: int = 32, out_channels: int = 64, kernel_size: int = 3, groups: int = 1):
+    """Sliders for an ``nn.Conv2d``'s settings; shows shapes and parameters with :func:`render_conv_layer`.
+
+    Returns
+    -------
+    ipywidgets.VBox
+        With attributes ``sliders`` (a dict keyed by setting) and ``output``.
+
+    Examples
+    --------
+    >>> w = conv_layer_explorer()  # doctest: +SKIP
+    >>> w.sliders["groups"].value = 32  # doctest: +SKIP
+    """
+    import ipywidgets as widgets
+
+    start = {"in_channels": in_channels, "out_channels": out_channels, "kernel_size": kernel_size,
+             "stride": 1, "padding": kernel_size // 2, "groups": groups, "size": 32}
+    ranges = {"in_channels": (1, 64), "out_channels": (1, 128), "kernel_size": (1, 7), "stride": (1, 4),
+              "padding": (0, 3), "groups": (1, 64), "size": (4, 64)}
+    sliders = {}
+    for key, (lo, hi) in ranges.items():
+        if not lo <= start[key] <= hi:
+            raise ValueError(f"{key} must be between {lo} and {hi} for the explorer, got {start[key]}")
+        sliders[key] = widgets.IntSlider(value=start[key], min=lo, max=hi, description=key,
+                                         continuous_update=False)
+    output = widgets.Output()
+
+    def redraw(change=None) -> None:
+        fig, text = render_conv_layer(**{k: s.value for k, s in sliders.items()})
+        show_figure_in(output, fig, text)
+
+    for s in sliders.values():
+        s.observe(redraw, names="value")
+    values = list(sliders.values())
+    box = widgets.VBox([widgets.HBox([widgets.VBox(values[:4]), widgets.VBox(values[4:])]), output])
+    box.sliders, box.output = sliders, output
+    redraw()
+    return box
+
+
+# --------------------------------------------------------------------------------------------
+# Lesson 04: pooling and small shifts
+# --------------------------------------------------------------------------------------------
+
+
+def edge_map(image: Any) -> torch.Tensor:
+    """Rectified vertical-edge response of an image's brightness: a sparse, 1×1×H×W feature map.
+
+    Parameters
+    ----------
+    image : tensor, C×H×W or H×W in [0, 1]
+
+    Returns
+    -------
+    torch.Tensor
+        ``relu(sobel_x * mean over channels)``, same height and width, shape 1×1×H×W.
+
+    Examples
+    --------
+    >>> edge_map(torch.rand(3, 8, 8)).shape
+    torch.Size([1, 1, 8, 8])
+    """
+    img = _as_image(image)
+    gray = img.mean(0, keepdim=True)[None]
+    sobel = torch.tensor(PRESET_KERNELS["Sobel x"], dtype=torch.float32)[None, None]
+    return F.relu(F.conv2d(gray, sobel, padding=1))
+
+
+def shift_change(feature_map: torch.Tensor, shift: int, kernel_size: int = 1, stride: int | None = None,
+                 mode: str = "max", margin: int = 8) -> float:
+    """Relative change of a (pooled) feature map when its content moves ``shift`` pixels to the left.
+
+    Both views are crops of the same map, ``margin`` pixels in from its borders, so nothing wraps
+    around. ``kernel_size=1`` measures the map without pooling.
+
+    Parameters
+    ----------
+    feature_map : tensor, 1×1×H×W (or N×C×H×W)
+    shift : int
+        Pixels, 0 to ``margin``.
+    kernel_size, stride : int
+        The pooling window; ``stride`` defaults to ``kernel_size``.
+    mode : {"max", "avg"}
+    margin : int
+
+    Returns
+    -------
+    float
+        ``||pool(shifted) - pool(original)|| / ||pool(original)||``.
+
+    Examples
+    --------
+    >>> shift_change(torch.rand(1, 1, 32, 32), 0, 2)
+    0.0
+    """
+    if mode not in ("max", "avg"):
+        raise ValueError(f"mode must be 'max' or 'avg', got {mode!r}")
+    if not isinstance(shift, int) or not 0 <= shift <= margin:
+        raise ValueError(f"shift must be an int from 0 to margin ({margin}), got {shift!r}")
+    if not isinstance(feature_map, torch.Tensor) or feature_map.dim() != 4:
+        raise ValueError("feature_map must be an N×C×H×W tensor, e.g. edge_map(image)")
+    h, w = feature_map.shape[-2:]
+    if h <= 2 * margin or w <= 2 * margin:
+        raise ValueError(f"feature_map is {h}×{w}; it must be larger than 2*margin = {2 * margin} on both axes")
+    pool = F.max_pool2d if mode == "max" else F.avg_pool2d
+    stride = kernel_size if stride is None else stride
+    base = feature_map[..., margin : h - margin, margin : w - margin]
+    moved = feature_map[..., margin : h - margin, margin + shift : w - margin + shift]
+    a, b = pool(base, kernel_size, stride), pool(moved, kernel_size, stride)
+    norm = float(a.norm())
+    return 0.0 if norm == 0.0 else float((b - a).norm()) / norm
+
+
+def render_pooling(image: Any, kernel_size: int = 2, stride: int | None = None, mode: str = "max",
+                   shift: int = 1) -> tuple[Figure, str]:
+    """An image's edge map, pooled, and what a small shift of the image does to the pooled map.
+
+    Parameters
+    ----------
+    image : tensor, C×H×W or H×W in [0, 1]
+    kernel_size, stride : int
+        The pooling window; ``stride`` defaults to ``kernel_size``.
+    mode : {"max", "avg"}
+    shift : int
+        How many pixels the image moves left, 0 to 8.
+
+    Returns
+    -------
+    (Figure, str)
+        Three panels (edge map, pooled map, change after the shift) and a line with the measured
+        relative change, with and without pooling. An invalid window gives a message figure.
+
+    Examples
+    --------
+    >>> fig, text = render_pooling(torch.rand(3, 40, 40), 2, mode="max", shift=1)
+    >>> text.startswith("pooled 1×1×24×24 -> 1×1×12×12")
+    True
+    """
+    if mode not in ("max", "avg"):
+        raise ValueError(f"mode must be 'max' or 'avg', got {mode!r}")
+    stride = kernel_size if stride is None else stride
+    maps = edge_map(image)
+    margin = 8
+    h, w = maps.shape[-2:]
+    try:
+        change = shift_change(maps, shift, kernel_size, stride, mode, margin)
+    except RuntimeError as exc:  # a window larger than the map
+        message = str(exc).splitlines()[0]
+        return _message_figure(message), f"no output: {message}"
+    unpooled = shift_change(maps, shift, 1, 1, mode, margin)
+    pool = F.max_pool2d if mode == "max" else F.avg_pool2d
+    base = maps[..., margin : h - margin, margin : w - margin]
+    moved = maps[..., margin : h - margin, margin + shift : w - margin + shift]
+    a, b = pool(base, kernel_size, stride), pool(moved, kernel_size, stride)
+    fig, axes = new_figure(1, 3, size=(9.6, 3.4))
+    name = "max" if mode == "max" else "average"
+    panels = [
+        (base[0, 0], f"edge map {base.shape[-2]}×{base.shape[-1]}", "magma"),
+        (a[0, 0], f"{name} pool k={kernel_size} s={stride}: {a.shape[-2]}×{a.shape[-1]}", "magma"),
+        ((b - a)[0, 0].abs(), f"|change| after a {shift}-pixel shift", "gray_r"),
+    ]
+    for ax, (values, title, cmap) in zip(axes, panels):
+        ax.imshow(values.numpy(), cmap=cmap, vmin=0, vmax=max(float(a.max()), 1e-6))
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
+    text = (f"pooled {'×'.join(map(str, base.shape))} -> {'×'.join(map(str, a.shape))}; "
+            f"relative change after a {shift}-pixel shift: {change:.3f} (no pooling: {unpooled:.3f})")
+    return fig, text
+
+
+def pooling_explorer(image: Any = None):
+    """Pick a pooling window, a mode and a shift; see the pooled edge map and how much the shift changes it.
+
+    Returns
+    -------
+    ipywidgets.VBox
+        With attributes ``controls`` (a dict: kernel_size, stride, mode, shift) and ``output``.
+
+    Examples
+    --------
+    >>> w = pooling_explorer(torch.rand(3, 64, 64))  # doctest: +SKIP
+    >>> w.controls["shift"].value = 2  # doctest: +SKIP
+    """
+    import ipywidgets as widgets
+
+    if image is None:
+        from .data import sample_image
+
+        image = sample_image("grace_hopper", size=128)
+    img = _as_image(image)
+    controls = {
+        "kernel_size": widgets.IntSlider(value=2, min=1, max=8, description="kernel", continuous_update=False),
+        "stride": widgets.IntSlider(value=2, min=1, max=8, description="stride", continuous_update=False),
+        "mode": widgets.ToggleButtons(options=["max", "avg"], value="max", description="mode"),
+        "shift": widgets.IntSlider(value=1, min=0, max=8, description="shift", continuous_update=False),
+    }
+    output = widgets.Output()
+
+    def redraw(change=None) -> None:
+        fig, text = render_pooling(img, **{k: c.value for k, c in controls.items()})
+        show_figure_in(output, fig, text)
+
+    for c in controls.values():
+        c.observe(redraw, names="value")
+    values = list(controls.values())
+    box = widgets.VBox([widgets.HBox([widgets.VBox(values[:2]), widgets.VBox(values[2:])]), output])
+    box.controls, box.output = controls, output
+    redraw()
+    return box
+
+
+# --------------------------------------------------------------------------------------------
+# Lesson 05: class activation maps
+# --------------------------------------------------------------------------------------------
+
+
+def class_activation_map(feature_maps: torch.Tensor, weight: torch.Tensor, class_index: int) -> torch.Tensor:
+    """A GAP network's class activation map: the classifier's weights applied at every position.
+
+    ``cam[i, j] = sum_c weight[class_index, c] * feature_maps[c, i, j]``; its mean over positions
+    plus the bias is the class's logit.
+
+    Parameters
+    ----------
+    feature_maps : tensor, C×H×W
+        The last convolutional layer's output for one image (before GAP).
+    weight : tensor, K×C
+        The linear layer after GAP.
+    class_index : int
+
+    Returns
+    -------
+    torch.Tensor
+        H×W.
+
+    Examples
+    --------
+    >>> class_activation_map(torch.ones(2, 3, 3), torch.tensor([[1.0, 2.0]]), 0)[0, 0]
+    tensor(3.)
+    """
+    if not isinstance(feature_maps, torch.Tensor) or feature_maps.dim() != 3:
+        raise ValueError("feature_maps must be a C×H×W tensor (one image's maps; index the batch first)")
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2 or weight.shape[1] != feature_maps.shape[0]:
+        raise ValueError(f"weight must be a K×C tensor with C = {feature_maps.shape[0]} (the linear layer's weight)")
+    if isinstance(class_index, bool) or not isinstance(class_index, int) or not 0 <= class_index < weight.shape[0]:
+        raise ValueError(f"class_index must be an int from 0 to {weight.shape[0] - 1}, got {class_index!r}")
+    return torch.einsum("c,chw->hw", weight[class_index].detach(), feature_maps.detach())
+
+
+def render_cam(image: Any, feature_maps: torch.Tensor, weight: torch.Tensor, class_index: int,
+               class_names: Sequence[str] | None = None) -> Figure:
+    """The image, the class activation map, and the map upsampled over the image.
+
+    Parameters
+    ----------
+    image : tensor, C×H×W or H×W in [0, 1]
+    feature_maps : tensor, C×h×w
+    weight : tensor, K×C
+    class_index : int
+    class_names : sequence of str, optional
+
+    Returns
+    -------
+    Figure
+
+    Examples
+    --------
+    >>> fig = render_cam(torch.rand(1, 16, 16), torch.rand(4, 8, 8), torch.rand(2, 4), 1)
+    >>> len(fig.axes)
+    3
+    """
+    img = _as_image(image)
+    cam = class_activation_map(feature_maps, weight, class_index)
+    big = F.interpolate(cam[None, None], size=img.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    name = class_names[class_index] if class_names is not None else f"class {class_index}"
+    shown = img.permute(1, 2, 0).numpy() if img.shape[0] == 3 else img[0].numpy()
+    fig, axes = new_figure(1, 3, size=(8.4, 3.0))
+    limit = max(float(cam.abs().max()), 1e-6)
+    axes[0].imshow(shown, cmap=None if img.shape[0] == 3 else "gray", vmin=0, vmax=1)
+    axes[0].set_title(f"image {img.shape[-2]}×{img.shape[-1]}", fontsize=9)
+    axes[1].imshow(cam.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
+    axes[1].set_title(f"CAM for '{name}': {cam.shape[0]}×{cam.shape[1]}", fontsize=9)
+    axes[2].imshow(shown, cmap=None if img.shape[0] == 3 else "gray", vmin=0, vmax=1)
+    axes[2].imshow(big.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=0.55)
+    axes[2].set_title("CAM upsampled over the image", fontsize=9)
+    for ax in axes:
+        ax.set_axis_off()
+    return fig
+
+
+def cam_explorer(images: torch.Tensor, feature_maps: torch.Tensor, weight: torch.Tensor,
+                 class_names: Sequence[str] | None = None):
+    """Pick an image and a class; see where a GAP network's evidence for that class is.
+
+    Parameters
+    ----------
+    images : tensor, N×C×H×W in [0, 1]
+    feature_maps : tensor, N×C'×h×w
+        The last convolutional layer's output for those images.
+    weight : tensor, K×C'
+        The linear layer after GAP.
+    class_names : sequence of str, optional
+
+    Returns
+    -------
+    ipywidgets.VBox
+        With attributes ``image_slider``, ``class_buttons`` and ``output``.
+
+    Examples
+    --------
+    >>> w = cam_explorer(torch.rand(4, 1, 16, 16), torch.rand(4, 8, 8, 8), torch.rand(2, 8))  # doctest: +SKIP
+    """
+    import ipywidgets as widgets
+
+    if images.dim() != 4 or feature_maps.dim() != 4 or images.shape[0] != feature_maps.shape[0]:
+        raise ValueError("images (N×C×H×W) and feature_maps (N×C'×h×w) must hold the same N images")
+    names = list(class_names) if class_names is not None else [f"class {k}" for k in range(weight.shape[0])]
+    if len(names) != weight.shape[0]:
+        raise ValueError(f"class_names has {len(names)} names but weight has {weight.shape[0]} classes")
+    image_slider = widgets.IntSlider(value=0, min=0, max=images.shape[0] - 1, description="image",
+                                     continuous_update=False)
+    class_buttons = widgets.ToggleButtons(options=[(n, k) for k, n in enumerate(names)], value=0,
+                                          description="class")
+    output = widgets.Output()
+
+    def redraw(change=None) -> None:
+        i, k = image_slider.value, class_buttons.value
+        fig = render_cam(images[i], feature_maps[i], weight, k, names)
+        show_figure_in(output, fig)
+
+    image_slider.observe(redraw, names="value")
+    class_buttons.observe(redraw, names="value")
+    box = widgets.VBox([widgets.HBox([image_slider, class_buttons]), output])
+    box.image_slider, box.class_buttons, box.output = image_slider, class_buttons, output
+    redraw()
+    return box
+
+
+__all__ += [
+    "render_conv_layer",
+    "conv_layer_explorer",
+    "edge_map",
+    "shift_change",
+    "render_pooling",
+    "pooling_explorer",
+    "class_activation_map",
+    "render_cam",
+    "cam_explorer",
+]
