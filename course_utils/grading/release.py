@@ -389,10 +389,26 @@ def release_notebook(nb: nbformat.NotebookNode, lesson: str, name: str = "<noteb
     def checked_after(cell: int, line: int, ex_id: str | None) -> bool:
         return any((c, l) > (cell, line) and (ex_id is None or i == ex_id) for c, l, i in checks)
 
-    defined: set[str] = set()
+    defined_in: dict[str, int] = {}
     for index, cell_blocks in blocks.items():
         for block in cell_blocks:
-            defined.update(block.defines)
+            for defined in block.defines:
+                defined_in.setdefault(defined, index)
+    for ex in exercises:
+        checked_in = [c for c, _, i in checks if i == ex.id]
+        if ex.name not in defined_in:
+            where = _where(name, checked_in[0]) if checked_in else name
+            raise ReleaseError(
+                f"{where}: exercise {ex.id!r} of lesson {lesson!r} asks for {ex.name!r}, but no solution "
+                f"block defines it; put its solution between '{BEGIN}' and '{END}'"
+            )
+        if not checked_in:
+            raise ReleaseError(
+                f"{_where(name, defined_in[ex.name])}: exercise {ex.id!r} of lesson {lesson!r} has no "
+                f"check({ex.id!r}, ...) cell"
+            )
+    for index, cell_blocks in blocks.items():
+        for block in cell_blocks:
             mine = [ex for n in block.defines for ex in by_name.get(n, [])]
             if not mine:
                 if not checked_after(index, block.end + 1, None):
@@ -407,14 +423,6 @@ def release_notebook(nb: nbformat.NotebookNode, lesson: str, name: str = "<noteb
                         f"{_where(name, index)}: the solution block on line {block.begin + 1} defines "
                         f"{ex.name!r} but no check({ex.id!r}, ...) follows it"
                     )
-    for ex in exercises:
-        if ex.name not in defined:
-            raise ReleaseError(
-                f"{name}: exercise {ex.id!r} of lesson {lesson!r} asks for {ex.name!r}, but no solution "
-                f"block defines it; put its solution between '{BEGIN}' and '{END}'"
-            )
-        if not any(i == ex.id for _, _, i in checks):
-            raise ReleaseError(f"{name}: exercise {ex.id!r} of lesson {lesson!r} has no check({ex.id!r}, ...) cell")
 
     out = copy.deepcopy(nb)
     for index, cell in enumerate(out.cells):
