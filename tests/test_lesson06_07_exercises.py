@@ -1,0 +1,353 @@
+"""Lessons 06 and 07's exercises: references against PyTorch, wrong answers caught, cases well formed."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_utils.exercises import compare, get_exercise, run_checks, to_plain
+from course_utils.exercises.core import Case
+from course_utils.exercises.lesson06 import flatten_size, run_model, train_step
+from course_utils.exercises.lesson07 import batchnorm2d_forward, dropout2d_forward
+from course_utils.models import TinyCNN
+
+IDS = ["flatten_size", "tinycnn", "train_step", "batchnorm2d_forward", "dropout2d_forward"]
+
+
+def graded(exercise_id: str, answer, seed: int = 123, n: int | None = None) -> tuple[int, int]:
+    """Grade as the grader does: fresh cases, plain data, compare; return (passed, total)."""
+    ex = get_exercise(exercise_id)
+    cases = ex.draw_cases(np.random.default_rng(seed), n)
+    passed = 0
+    for case in cases:
+        try:
+            got = ex.produce(answer, case)
+        except Exception:
+            continue
+        passed += compare(ex.expected(case), got, rtol=ex.rtol, atol=ex.atol).ok
+    return passed, len(cases)
+
+
+# ---------------------------------------------------------------- the bank
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_registered_with_lesson_and_points(exercise_id):
+    ex = get_exercise(exercise_id)
+    assert ex.lesson in ("06_tinycnn_cifar10", "07_batchnorm_dropout")
+    assert ex.points > 0 and ex.title and ex.hint
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_cases_are_reproducible_and_include_edges(exercise_id):
+    ex = get_exercise(exercise_id)
+    a = ex.draw_cases(np.random.default_rng(5), 12)
+    b = ex.draw_cases(np.random.default_rng(5), 12)
+    assert len(a) == 12
+    assert any(c.label.startswith("edge") for c in a)
+    for ca, cb in zip(a, b):
+        assert compare(to_plain(list(ca.args)), to_plain(list(cb.args))).ok
+        assert compare(ex.expected(ca), ex.expected(cb)).ok
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_not_attempted_stub(exercise_id):
+    def stub(*args, **kwargs):
+        raise NotImplementedError("Replace this line with your solution")
+
+    assert run_checks(exercise_id, stub, seed=0, n_random=3).status == "not-attempted"
+
+
+# ---------------------------------------------------------------- flatten_size
+
+
+@pytest.mark.parametrize(
+    "channels,h,w,pools",
+    [(64, 32, 32, 2), (16, 33, 33, 2), (8, 31, 64, 4), (3, 2, 3, 1), (5, 7, 5, 0), (4, 9, 17, 3)],
+)
+def test_flatten_size_matches_a_real_stack(channels, h, w, pools):
+    layers: list[nn.Module] = []
+    cin = 3
+    for i in range(max(pools, 1)):
+        cout = channels if i == max(pools, 1) - 1 else 6
+        layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU()]
+        if i < pools:
+            layers.append(nn.MaxPool2d(2))
+        cin = cout
+    out = nn.Sequential(*layers, nn.Flatten())(torch.zeros(1, 3, h, w))
+    assert flatten_size(channels, h, w, pools) == out.shape[1]
+
+
+def test_flatten_size_wrong_answers_fail():
+    assert run_checks("flatten_size", flatten_size, seed=1).passed
+    # rounding once at the end instead of after every pool
+    assert not run_checks("flatten_size", lambda c, h, w, p: c * round(h / 2**p) * round(w / 2**p), seed=1).passed
+    # a float where a count is expected
+    assert not run_checks("flatten_size", lambda c, h, w, p: float(flatten_size(c, h, w, p)), seed=1).passed
+    assert not run_checks("flatten_size", lambda c, h, w, p: c * (h // 2**p) ** 2, seed=1).passed
+
+
+# ---------------------------------------------------------------- TinyCNN
+
+
+class FunctionalTinyCNN(nn.Module):
+    """Same layers registered in another order, pooling and ReLU done functionally: must pass."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.fc = nn.Linear(64 * 8 * 8, num_classes)
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
+        self.conv1 = nn.Conv2d(3, 32, 3, padding=1)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc(x.flatten(1))
+
+
+def make_variant(conv2_out=64, pool=nn.MaxPool2d, relu=True, padding=1):
+    def build(num_classes=10):
+        act = [nn.ReLU()] if relu else []
+        size = 8 if padding == 1 else 6
+        return nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=padding), *act, pool(2),
+            nn.Conv2d(32, conv2_out, 3, padding=padding), *([nn.ReLU()] if relu else []), pool(2),
+            nn.Flatten(), nn.Linear(conv2_out * size * size, num_classes),
+        )
+
+    return build
+
+
+def test_tinycnn_reference_and_equivalent_forms_pass():
+    assert run_checks("tinycnn", TinyCNN, seed=0).passed
+    assert run_checks("tinycnn", make_variant(), seed=0).passed
+    assert run_checks("tinycnn", FunctionalTinyCNN, seed=0).passed
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        make_variant(conv2_out=48),
+        make_variant(pool=nn.AvgPool2d),
+        make_variant(relu=False),
+        make_variant(padding=0),
+    ],
+    ids=["wrong channels", "average pooling", "no ReLU", "no padding"],
+)
+def test_tinycnn_wrong_models_fail(variant):
+    passed, total = graded("tinycnn", variant)
+    assert passed == 0 and total > 0
+
+
+def test_tinycnn_ignoring_num_classes_fails():
+    passed, total = graded("tinycnn", lambda num_classes=10: TinyCNN(10))
+    assert passed < total
+
+
+def test_tinycnn_run_reports_plain_facts():
+    facts = run_model(TinyCNN, Case((10, 2, 0)))
+    assert facts["parameters"] == sum(p.numel() for p in TinyCNN().parameters()) == 60362
+    assert [s["shape"] for s in facts["layer_shapes"]] == [[2, 32, 32, 32], [2, 64, 16, 16], [2, 10]]
+    assert facts["output_shape"] == [2, 10]
+
+
+def test_tinycnn_rejects_a_non_module():
+    report = run_checks("tinycnn", lambda num_classes: "not a model", seed=0, n_random=1)
+    assert report.status == "failed"
+    assert "nn.Module" in report.first_failure.got
+
+
+# ---------------------------------------------------------------- train_step
+
+
+def step_without_zero_grad(model, optimizer, images, labels):
+    loss = F.cross_entropy(model(images), labels)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_without_step(model, optimizer, images, labels):
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(images), labels)
+    loss.backward()
+    return loss.item()
+
+
+def step_loss_after(model, optimizer, images, labels):
+    train_step(model, optimizer, images, labels)
+    with torch.no_grad():
+        return F.cross_entropy(model(images), labels).item()
+
+
+def step_returning_tensor(model, optimizer, images, labels):
+    criterion = nn.CrossEntropyLoss()
+    optimizer.zero_grad(set_to_none=False)
+    loss = criterion(model(images), labels)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def test_train_step_reference_matches_a_hand_written_sgd_update():
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    before = [p.detach().clone() for p in model.parameters()]
+    x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 1, 0])
+    loss = train_step(model, torch.optim.SGD(model.parameters(), lr=0.5), x, y)
+    probe = nn.Linear(4, 3)
+    with torch.no_grad():
+        for p, b in zip(probe.parameters(), before):
+            p.copy_(b)
+    expected = F.cross_entropy(probe(x), y)
+    grads = torch.autograd.grad(expected, list(probe.parameters()))
+    assert isinstance(loss, float) and loss == pytest.approx(expected.item(), rel=1e-6)
+    for p, b, g in zip(model.parameters(), before, grads):
+        torch.testing.assert_close(p.detach(), b - 0.5 * g)
+
+
+def test_train_step_right_answers_pass():
+    assert run_checks("train_step", train_step, seed=0).passed
+    assert run_checks("train_step", step_returning_tensor, seed=0).passed
+
+
+@pytest.mark.parametrize("wrong", [step_without_zero_grad, step_without_step, step_loss_after])
+def test_train_step_wrong_answers_fail(wrong):
+    passed, total = graded("train_step", wrong)
+    # A single step from fresh gradients cannot tell a missing zero_grad; every longer case does.
+    assert passed <= 1 and total > 1
+
+
+def test_train_step_loss_must_be_a_number():
+    report = run_checks("train_step", lambda m, o, x, y: [train_step(m, o, x, y)], seed=0, n_random=1)
+    assert report.status == "failed"
+
+
+# ---------------------------------------------------------------- batchnorm2d_forward
+
+
+def torch_batchnorm(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    bn = nn.BatchNorm2d(x.shape[1], eps=eps, momentum=momentum)
+    with torch.no_grad():
+        bn.weight.copy_(weight)
+        bn.bias.copy_(bias)
+        bn.running_mean.copy_(running_mean)
+        bn.running_var.copy_(running_var)
+    bn.train(training)
+    with torch.no_grad():
+        out = bn(x)
+    return out, bn.running_mean.clone(), bn.running_var.clone()
+
+
+def test_batchnorm_reference_matches_nn_batchnorm2d_on_every_case():
+    ex = get_exercise("batchnorm2d_forward")
+    cases = list(ex.public_cases) + ex.draw_cases(np.random.default_rng(0), 40)
+    assert {c.args[5] for c in cases} == {True, False}
+    for case in cases:
+        mine = batchnorm2d_forward(*[a.clone() if torch.is_tensor(a) else a for a in case.args], **case.kwargs)
+        theirs = torch_batchnorm(*case.args, **case.kwargs)
+        for m, t in zip(mine, theirs):
+            torch.testing.assert_close(m, t, rtol=1e-4, atol=1e-5)
+
+
+def bn_biased_running_var(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    out, rm, rv = batchnorm2d_forward(x, weight, bias, running_mean, running_var, training, momentum, eps)
+    if training:
+        var = x.var(dim=(0, 2, 3), unbiased=False)
+        rv = (1 - momentum) * running_var + momentum * var
+    return out, rm, rv
+
+
+def bn_batch_stats_always(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    return batchnorm2d_forward(x, weight, bias, running_mean, running_var, True, momentum, eps)
+
+
+def bn_unbiased_normalizer(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    out, rm, rv = batchnorm2d_forward(x, weight, bias, running_mean, running_var, training, momentum, eps)
+    if training:
+        mean, var = x.mean(dim=(0, 2, 3), keepdim=True), x.var(dim=(0, 2, 3), keepdim=True)
+        out = (x - mean) / torch.sqrt(var + eps) * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+    return out, rm, rv
+
+
+def bn_momentum_backwards(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    return batchnorm2d_forward(x, weight, bias, running_mean, running_var, training, 1 - momentum, eps)
+
+
+@pytest.mark.parametrize(
+    "wrong", [bn_biased_running_var, bn_batch_stats_always, bn_unbiased_normalizer, bn_momentum_backwards]
+)
+def test_batchnorm_wrong_answers_fail(wrong):
+    assert not run_checks("batchnorm2d_forward", wrong, seed=0).passed
+    passed, total = graded("batchnorm2d_forward", wrong)
+    assert passed < total
+
+
+def test_batchnorm_in_place_update_is_fine_and_does_not_leak():
+    def in_place(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+        out, rm, rv = batchnorm2d_forward(x, weight, bias, running_mean, running_var, training, momentum, eps)
+        running_mean.copy_(rm)
+        running_var.copy_(rv)
+        return out, running_mean, running_var
+
+    assert run_checks("batchnorm2d_forward", in_place, seed=3).passed
+    assert run_checks("batchnorm2d_forward", batchnorm2d_forward, seed=3).passed
+
+
+# ---------------------------------------------------------------- dropout2d_forward
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
+def test_dropout_reference_reproduces_nn_dropout2d(p):
+    torch.manual_seed(0)
+    x = torch.randn(4, 16, 5, 5) + 3.0  # away from zero so a kept channel is never all zeros
+    out = nn.Dropout2d(p).train()(x)
+    kept = (out != 0).flatten(2)
+    assert bool((kept.all(2) | ~kept.any(2)).all()), "nn.Dropout2d drops whole channels"
+    u = kept.all(2).float()  # 1 where PyTorch kept the channel, 0 where it dropped it
+    torch.testing.assert_close(dropout2d_forward(x, p, u), out)
+
+
+def test_dropout_properties_on_fresh_inputs():
+    ex = get_exercise("dropout2d_forward")
+    for case in ex.draw_cases(np.random.default_rng(9), 30):
+        x, p, u = case.args
+        out = dropout2d_forward(x, p, u, **case.kwargs)
+        if not case.kwargs["training"]:
+            assert torch.equal(out, x)
+            continue
+        zero = (out == 0).flatten(2).all(2)
+        assert torch.equal(zero, u < p)
+        torch.testing.assert_close(out[~zero], x[~zero] / (1 - p))
+
+
+def dropout_elementwise(x, p, u, training=True):
+    if not training:
+        return x
+    return x * (torch.rand_like(x) >= p) / (1 - p)
+
+
+def dropout_unscaled(x, p, u, training=True):
+    return x * (u >= p)[:, :, None, None] if training else x
+
+
+def dropout_ties_dropped(x, p, u, training=True):
+    return x * (u > p)[:, :, None, None] / (1 - p) if training else x
+
+
+def dropout_also_in_eval(x, p, u, training=True):
+    return dropout2d_forward(x, p, u, True)
+
+
+@pytest.mark.parametrize("wrong", [dropout_elementwise, dropout_unscaled, dropout_ties_dropped, dropout_also_in_eval])
+def test_dropout_wrong_answers_fail(wrong):
+    passed, total = graded("dropout2d_forward", wrong)
+    assert passed < total
+
+
+def test_dropout_right_answer_passes():
+    assert run_checks("dropout2d_forward", dropout2d_forward, seed=0).passed
+    passed, total = graded("dropout2d_forward", dropout2d_forward, seed=77)
+    assert passed == total
