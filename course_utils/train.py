@@ -138,6 +138,9 @@ class History:
     epoch, train_loss, train_acc, test_loss, test_acc, lr, seconds : list
         Per-epoch values; ``lr`` is the learning rate at the end of the epoch and ``seconds`` the
         wall time since the start of training (so the last one is the total).
+    train_seconds : list of float
+        Like ``seconds`` but counting only the training steps, not the evaluation after each epoch
+        (images per second = images trained on / ``train_seconds[-1]``).
     note : str
         Anything the reader must know about the run (grading mode, synthetic data, precision).
     precision : str
@@ -157,6 +160,7 @@ class History:
     test_acc: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    train_seconds: list[float] = field(default_factory=list)
     note: str = ""
     precision: str = "fp32"
 
@@ -734,7 +738,9 @@ def fit(
         live = _LivePlot(live_plot)
         bar_factory = _tqdm() if progress else None
         start = time.perf_counter()
+        train_time = 0.0
         for epoch in range(1, epochs + 1):
+            epoch_start = time.perf_counter()
             model.train()
             loader.set_epoch(epoch - 1)
             total_loss = torch.zeros((), dtype=torch.float64)
@@ -760,6 +766,7 @@ def fit(
                 seen += len(yb)
                 if bar is not None:
                     bar.update(1)
+            train_time += time.perf_counter() - epoch_start
             train_loss = float(total_loss) / max(seen, 1)
             train_acc = float(correct) / max(seen, 1)
             test_loss, test_acc = _evaluate_tensors(model, test_x[:test_limit], test_y[:test_limit],
@@ -771,6 +778,7 @@ def fit(
             history.test_acc.append(test_acc)
             history.lr.append(float(optimizer.param_groups[0]["lr"]))
             history.seconds.append(time.perf_counter() - start)
+            history.train_seconds.append(train_time)
             if bar is not None:
                 bar.set_postfix_str(f"loss {train_loss:.3f}  train acc {train_acc:.1%}  test acc {test_acc:.1%}")
                 bar.close()

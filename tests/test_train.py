@@ -288,11 +288,13 @@ def test_fit_history_fields_schedule_and_json():
     data = _small_data()
     h = fit(_Small(), data, epochs=4, batch_size=16, lr=0.2, progress=True, live_plot=True, amp=False)
     d = json.loads(h.to_json())
-    for key in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"):
+    for key in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds", "train_seconds"):
         assert len(d[key]) == 4, key
     assert d["epoch"] == [1, 2, 3, 4]
     assert all(0.0 <= a <= 1.0 for a in h.train_acc + h.test_acc)
     assert h.seconds == sorted(h.seconds) and h.seconds[0] > 0
+    assert h.train_seconds == sorted(h.train_seconds)
+    assert all(0 < t <= s for t, s in zip(h.train_seconds, h.seconds))
     # One-cycle: the peak rate is reached after the warm-up and the last step ends near zero.
     assert max(h.lr) <= 0.2 + 1e-9 and h.lr[-1] < 0.02
     assert h.lr.index(max(h.lr)) in (0, 1)
