@@ -17,7 +17,12 @@ def count_values(n: int, c: int, h: int, w: int) -> int:
 def _cases(rng: np.random.Generator, n: int) -> list[Case]:
     cases = [Case((1, 1, 1, 1), label="edge: a single pixel"), Case((7, 3, 1, 32), label="edge: one row")]
     while len(cases) < n:
-        cases.append(Case(tuple(int(v) for v in rng.integers(1, 65, size=4)), label="random"))
+        n_, h, w = (int(v) for v in rng.integers(1, 65, size=3))
+        # One channel is the first edge case's job; random cases keep c >= 2 so an answer that drops
+        # the channels fails every one of them, and lesson 00's wrong-answer demo prints the same
+        # report on every run.
+        c = int(rng.integers(2, 65))
+        cases.append(Case((n_, c, h, w), label="random"))
     return cases[:n]
 
 

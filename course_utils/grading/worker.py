@@ -257,7 +257,13 @@ def _run_case(ex, answer, case, limit, results_dir, prefix, to_plain, encoding) 
 def _make_shell():
     from IPython.core.interactiveshell import InteractiveShell
 
-    shell = InteractiveShell.instance()
+    class GradingShell(InteractiveShell):
+        def enable_gui(self, gui=None):
+            # A grading process has no GUI event loop; `%matplotlib inline` in a lesson's setup cell
+            # must not fail the cell (the base class raises), figures are drawn off-screen.
+            return None
+
+    shell = GradingShell.instance()
     # One-line tracebacks in the log; the grader only needs the error line it records itself.
     shell.InteractiveTB.set_mode("Plain")
     return shell
