@@ -471,6 +471,18 @@ def _physical_cores() -> int:
 _AMP_CACHE: dict[tuple, bool] = {}
 
 
+def _cpu_flags() -> set[str] | None:
+    """The processor's feature flags from /proc/cpuinfo, or None where that is not readable."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
 def _amp_context(device: torch.device, bf16: bool):
     if not bf16:
         import contextlib
@@ -485,13 +497,14 @@ def amp_decision(
     device: torch.device | str = "cpu",
     *,
     min_speedup: float = 1.25,
-    repeats: int = 3,
+    repeats: int = 5,
 ) -> bool:
     """Decide whether bfloat16 autocast really speeds up this model's training step here.
 
     On the CPU, bf16 pays off only on processors with native bf16 instructions (AVX-512 BF16,
-    AMX); elsewhere it is emulated and slower. Rather than guess from flags, this times the real
-    step: a throw-away copy of the model does ``repeats`` forward+backward+SGD steps in fp32 and in
+    AMX); elsewhere it is emulated and slower. Where the processor's flags are readable (Linux) and
+    show neither, the answer is False without measuring. Otherwise flags are not trusted to tell the
+    speed: a throw-away copy of the model does ``repeats`` forward+backward+SGD steps in fp32 and in
     bf16 autocast, interleaved, after one warm-up step each. bf16 is chosen when the best fp32 step
     is at least ``min_speedup`` times slower than the best bf16 step, and the bf16 class
     probabilities stay within 0.05 of the fp32 ones on the probe batch (so accuracy is not at
@@ -529,6 +542,9 @@ def amp_decision(
     key = (device.type, type(model).__name__, tuple(batch.shape), torch.get_num_threads())
     if key in _AMP_CACHE:
         return _AMP_CACHE[key]
+    if _cpu_flags() is not None and not _cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+        _AMP_CACHE[key] = False
+        return False
     probe = copy.deepcopy(model).to(device).train()
     x = batch.to(device)
     with torch.no_grad():
@@ -714,6 +730,8 @@ def fit(
         loader = BatchLoader(train_x, train_y, batch_size, shuffle=True, augment=augment, seed=seed,
                              drop_last=len(train_x) >= 2 * batch_size, channels_last=channels_last)
         steps_per_epoch = len(loader) if max_batches is None else min(len(loader), max_batches)
+        # The clock starts before the bf16 probe: the learner waits for it too.
+        start = time.perf_counter()
         if amp == "auto":
             probe_batch = loader.prepare(train_x[:batch_size])
             if channels_last:
@@ -737,7 +755,6 @@ def fit(
         history = History(note="; ".join(notes), precision=precision)
         live = _LivePlot(live_plot)
         bar_factory = _tqdm() if progress else None
-        start = time.perf_counter()
         train_time = 0.0
         for epoch in range(1, epochs + 1):
             epoch_start = time.perf_counter()
