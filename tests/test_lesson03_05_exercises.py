@@ -6,6 +6,12 @@ plausibly write.
 """
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
 import numpy as np
 import pytest
 import torch
@@ -507,3 +513,95 @@ def test_check_reports_stub_and_wrong_answer():
     report = check_module.run_checks("max_pool2d", lambda x, k, stride=None: F.avg_pool2d(x, k, stride), seed=0)
     assert report.status == "failed" and report.first_failure is not None
     assert check_module.run_checks("gap_head", _SequentialHead, seed=0).status == "passed"
+
+
+# --------------------------------------------------------------------------------------------
+# End to end: release each lesson, attempt it (one right, one wrong), grade it with `course grade`
+# --------------------------------------------------------------------------------------------
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+# lesson stem -> (exercise answered with the lesson's own solution, exercise answered wrongly, wrong code)
+ATTEMPTS = {
+    "03_conv2d_in_pytorch": (
+        "conv2d_param_count",
+        "conv2d_forward",
+        # forgets the padding
+        "import torch.nn.functional as F\n"
+        "def conv2d_forward(x, weight, bias=None, stride=1, padding=0):\n"
+        "    return F.conv2d(x, weight, bias, stride=stride)\n",
+    ),
+    "04_pooling_and_activation": (
+        "stack_shapes",
+        "max_pool2d",
+        # stride defaults to 1 instead of kernel_size
+        "import torch.nn.functional as F\n"
+        "def max_pool2d(x, kernel_size, stride=None):\n"
+        "    return F.max_pool2d(x, kernel_size, 1 if stride is None else stride)\n",
+    ),
+    "05_global_average_pooling": (
+        "global_avg_pool",
+        "gap_head",
+        # no bias in the linear layer
+        "import torch.nn as nn\n"
+        "class GAPHead(nn.Module):\n"
+        "    def __init__(self, in_channels, num_classes):\n"
+        "        super().__init__()\n"
+        "        self.fc = nn.Linear(in_channels, num_classes, bias=False)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(x.mean(dim=(2, 3)))\n",
+    ),
+}
+
+
+def _solution_cell(nb, exercise_id):
+    cells = [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("course", {}).get("exercise") == exercise_id
+             and "check(" not in c.source]
+    assert len(cells) == 1, f"expected one solution cell for {exercise_id}, found {len(cells)}"
+    return cells[0]
+
+
+@pytest.mark.slow
+def test_released_lessons_attempted_and_graded(tmp_path):
+    released = tmp_path / "released"
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for stem, (right_id, wrong_id, wrong_code) in ATTEMPTS.items():
+        lesson = NOTEBOOKS / f"{stem}.ipynb"
+        done = subprocess.run([sys.executable, "-m", "course_utils", "release", str(lesson), "--out", str(released)],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        workbook = nbformat.read(str(released / f"{stem}.ipynb"), as_version=4)
+        solution = nbformat.read(str(lesson), as_version=4)
+        # every exercise cell of the workbook is a stub, not the solution
+        for exercise in exercises_for_lesson(stem):
+            stub = _solution_cell(workbook, exercise.id).source
+            assert "BEGIN SOLUTION" not in stub and "NotImplementedError" in stub
+        _solution_cell(workbook, right_id).source = _solution_cell(solution, right_id).source
+        _solution_cell(workbook, wrong_id).source = wrong_code
+        nbformat.write(workbook, str(subs / f"attempt_{stem}.ipynb"))
+
+    out = tmp_path / "out"
+    graded = subprocess.run(
+        [sys.executable, "-m", "course_utils", "grade", str(subs), "--out", str(out), "--jobs", "2",
+         "--timeout", "300", "--seed", "12345", "--quiet"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert graded.returncode == 0, graded.stdout + graded.stderr
+    students = json.loads((out / "grades.json").read_text())["students"]
+    for stem, (right_id, wrong_id, _) in ATTEMPTS.items():
+        result = students[f"attempt_{stem}"]
+        assert result["status"] == "ok", result.get("detail")
+        assert result["cells"]["errors"] == []
+        scores = result["exercises"]
+        assert scores[right_id]["score"] == get_exercise(right_id).points, scores[right_id]
+        assert scores[wrong_id]["score"] < get_exercise(wrong_id).points, scores[wrong_id]
+        for exercise in exercises_for_lesson(stem):
+            if exercise.id not in (right_id, wrong_id):
+                assert scores[exercise.id]["score"] == 0
+                assert scores[exercise.id]["status"] == "not-attempted", scores[exercise.id]
+    # the wrong answers earn what they deserve: padding is used by some graded cases only, a missing
+    # bias fails every case (the parameter count is off), the stride default matters in one edge case
+    assert 0 < students["attempt_03_conv2d_in_pytorch"]["exercises"]["conv2d_forward"]["score"] < 3
+    assert students["attempt_05_global_average_pooling"]["exercises"]["gap_head"]["score"] == 0
+    assert 0 < students["attempt_04_pooling_and_activation"]["exercises"]["max_pool2d"]["score"] < 2
