@@ -53,7 +53,7 @@ def test_lesson_runs_without_data_on_the_labelled_stand_in(lesson, tmp_path, mon
     text = _text_outputs(nb)
     assert "SYNTHETIC stand-in, not CIFAR-10" in text, "the stand-in must be named in the output"
     assert "Traceback" not in text
-    checks = [line for line in text.splitlines() if "practice checks" not in line and line[:1] in "✅❌⏳❓"]
+    checks = [line for line in text.splitlines() if line and line[0] in "✅❌⏳❓"]
     assert checks, "the exercise checks must have run"
     assert all(line.startswith("✅") for line in checks), checks
     assert list(empty_data.iterdir()) == [], "nothing may be written into the data folder"

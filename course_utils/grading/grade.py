@@ -56,7 +56,8 @@ sha256). Exit status: 0 when the batch completed, whatever the scores; 2 for a u
 1 if an exercise's own reference fails (a bug in the exercise bank); 130 on Ctrl-C.
 
 Memory floor: importing torch (CUDA build) needs about 3.2 GB of address space, so ``--memory``
-below about 3500 shows every submission as ``memory``; the default is 4096.
+below about 3500 shows every submission as ``memory``; the default, 8192, leaves lessons 06-07
+(which hold CIFAR-10 in memory) room beside it.
 """
 from __future__ import annotations
 
@@ -88,7 +89,7 @@ from .gradescope import write_gradescope
 __all__ = ["add_parser", "main", "run", "UsageError"]
 
 DEFAULT_TIMEOUT = 120.0
-DEFAULT_MEMORY_MB = 4096
+DEFAULT_MEMORY_MB = 8192
 _FILE_LIMIT = 512 << 20
 _NOTEBOOK_LIMIT = 256 << 20
 _UID_BASE = 64000
