@@ -207,6 +207,7 @@ class CellExpectation:
     first_line: str
     image: bool
     widget: bool
+    source: str = ""
 
 
 def expectations(notebook: Path) -> list[CellExpectation]:
@@ -221,7 +222,7 @@ def expectations(notebook: Path) -> list[CellExpectation]:
             data = output.get("data", {})
             image = image or "image/png" in data
             widget = widget or WIDGET_VIEW in data
-        found.append(CellExpectation(index, first[:80], image, widget))
+        found.append(CellExpectation(index, first[:80], image, widget, source))
     return found
 
 

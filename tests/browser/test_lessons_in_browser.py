@@ -64,9 +64,14 @@ def test_lesson_runs_in_jupyterlab(lab, page, lesson):
     report = lab_driver.run_lesson(page, lab, lesson, timeout_s=LESSON_TIMEOUT_S)
     if os.environ.get("COURSE_SCREENSHOTS") == "1":
         _save_screenshots(page, lesson)
-    if lesson.stem == "02_output_size":
-        assert lab_driver.slider_cells(page), "02_output_size: the output-size explorer shows no slider"
+    # The per-cell report comes first: it names the cell that is broken, which says more than the
+    # lesson-level slider check below.
     assert not report.problems, "\n" + str(report) + "\n\nserver log:\n" + lab.log_tail(15)
+    if lesson.stem == "02_output_size":
+        explorer = next(c for c in lab_driver.expectations(lesson) if "output_size_explorer(" in c.source)
+        assert explorer.index in lab_driver.slider_cells(page), (
+            f"02_output_size, cell {explorer.index} ({explorer.first_line!r}): the output-size explorer shows no slider"
+        )
 
 
 # --------------------------------------------------------------------------------------------
