@@ -263,6 +263,25 @@ def test_fit_learns_a_small_synthetic_set_with_tinycnn():
     assert math.isclose(loss, h.test_loss[-1], rel_tol=1e-5)
 
 
+def test_fit_progress_bars_redraw_at_most_once_a_second(monkeypatch):
+    # Lesson 06 lost its "idle" message under nbval when the bars redrew ten times a second: a
+    # 13-epoch cell queued ~4,800 widget messages that nbval reads only after the cell ends.
+    import course_utils.train as train_module
+    from tqdm import tqdm as plain_tqdm
+
+    bars = []
+
+    def recording_tqdm(*args, **kwargs):
+        bars.append(kwargs)
+        return plain_tqdm(*args, disable=True, **kwargs)
+
+    monkeypatch.setattr(train_module, "_tqdm", lambda: recording_tqdm)
+    tx, ty = _stripes(64, seed=0)
+    fit(TinyCNN(num_classes=4), (tx, ty, tx, ty), epochs=2, batch_size=32, live_plot=False, amp=False)
+    assert len(bars) == 2, "one bar per epoch"
+    assert all(bar["total"] == 2 and bar["mininterval"] >= 1.0 for bar in bars), bars
+
+
 def _weights(model: nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in model.parameters()]
 
