@@ -616,7 +616,9 @@ def _in_notebook() -> bool:
 
 # ---------------------------------------------------------------- fit
 
-# Seconds between redraws of fit's progress bar (tqdm's default is 0.1).
+# Seconds between redraws of fit's progress bar, not tqdm's 0.1: in a notebook each redraw is a
+# widget message, and a runner that reads the kernel's output only after the cell (nbval) can lose
+# messages, the final "idle" among them, once a long cell has queued thousands.
 PROGRESS_INTERVAL_S = 1.0
 
 
@@ -766,9 +768,6 @@ def fit(
             total_loss = torch.zeros((), dtype=torch.float64)
             correct = torch.zeros((), dtype=torch.long)
             seen = 0
-            # One redraw a second, not tqdm's ten: in a notebook each redraw is a widget message,
-            # and a runner that reads the kernel's output only after the cell (nbval) can lose
-            # messages, the final "idle" among them, once a long cell has queued thousands.
             bar = bar_factory(total=steps_per_epoch, desc=f"epoch {epoch}/{epochs}", leave=True,
                               unit="batch", mininterval=PROGRESS_INTERVAL_S) if bar_factory else None
             for step, (xb, yb) in enumerate(loader):

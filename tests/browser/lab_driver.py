@@ -207,7 +207,7 @@ class CellExpectation:
     first_line: str
     image: bool
     widget: bool
-    source: str = ""
+    source: str
 
 
 def expectations(notebook: Path) -> list[CellExpectation]:
