@@ -11,7 +11,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "choose_device", "grading_mode"]
+__all__ = ["seed_everything", "choose_device", "grading_mode", "quick_mode", "QUICK_BATCHES", "QUICK_TEST_IMAGES"]
 
 
 def grading_mode() -> bool:
@@ -26,6 +26,30 @@ def grading_mode() -> bool:
     False
     """
     return os.environ.get("COURSE_GRADING", "") == "1"
+
+
+# Quick mode's budget: enough batches to exercise every code path of a training cell (the loop,
+# the schedule, evaluation, the live plot), few enough that a lesson runs in seconds.
+QUICK_BATCHES = 8
+QUICK_TEST_IMAGES = 1024
+
+
+def quick_mode() -> bool:
+    """Return True when ``COURSE_QUICK=1``: training cells run a token amount of training.
+
+    The test suite sets it wherever it executes a lesson for anything other than the lesson's one
+    canonical run (the browser suite, released workbooks, the offline stand-in), so that each
+    lesson trains in full once per test run. Under it, :func:`fit` trains one epoch of at most
+    ``QUICK_BATCHES`` batches and tests on at most ``QUICK_TEST_IMAGES`` images, and says so in
+    ``History.note``; ``course_utils.setup()`` prints a warning line. A learner can set it too, to
+    walk through a training lesson on a very slow machine.
+
+    Examples
+    --------
+    >>> quick_mode()
+    False
+    """
+    return os.environ.get("COURSE_QUICK", "") == "1"
 
 
 def seed_everything(seed: int = 0) -> int:
@@ -654,7 +678,9 @@ def fit(
     reported test accuracy is exactly what ``evaluate`` gives.
 
     Under ``course grade`` (``grading_mode()``), it trains 1 epoch of at most 2 batches, evaluates
-    on at most 2 batches of test images, and says so in ``history.note``.
+    on at most 2 batches of test images, and says so in ``history.note``. In quick mode
+    (``COURSE_QUICK=1``, see :func:`quick_mode`) it trains 1 epoch of at most ``QUICK_BATCHES``
+    batches and tests on at most ``QUICK_TEST_IMAGES`` images, and says so in the note too.
 
     Parameters
     ----------
@@ -720,6 +746,10 @@ def fit(
         epochs, max_batches, test_limit = 1, 2, min(len(test_x), 2 * batch_size)
         notes.append("grading mode: trained 1 epoch of at most 2 batches and tested on at most "
                      f"{test_limit} images, so the accuracy means nothing here")
+    elif quick_mode():
+        epochs, max_batches, test_limit = 1, QUICK_BATCHES, min(len(test_x), QUICK_TEST_IMAGES)
+        notes.append(f"QUICK MODE (COURSE_QUICK=1): trained 1 epoch of at most {QUICK_BATCHES} batches and "
+                     f"tested on at most {test_limit} images, so the accuracy means nothing here")
     source = getattr(data, "source", None)
     if getattr(data, "synthetic", False):
         notes.append(f"trained on SYNTHETIC stand-in data ({source or 'not CIFAR-10'}), not real photos")

@@ -39,6 +39,9 @@ def test_lesson_runs_without_data_on_the_labelled_stand_in(lesson, tmp_path, mon
     monkeypatch.setenv("COURSE_DATA", str(empty_data))
     monkeypatch.setenv("COURSE_CACHE", str(empty_cache))
     monkeypatch.delenv("COURSE_GRADING", raising=False)
+    # What this test exists to check is the data path (no copy found, the labelled stand-in used,
+    # nothing written), not training: quick mode trains a few batches (the full run is nbval's).
+    monkeypatch.setenv("COURSE_QUICK", "1")
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
 
     nb = nbformat.read(NOTEBOOKS / f"{lesson}.ipynb", as_version=4)
@@ -58,3 +61,4 @@ def test_lesson_runs_without_data_on_the_labelled_stand_in(lesson, tmp_path, mon
     assert all(line.startswith("✅") for line in checks), checks
     assert list(empty_data.iterdir()) == [], "nothing may be written into the data folder"
     assert list(empty_cache.iterdir()) == [], "the stand-in must not be cached or downloaded"
+    assert "QUICK MODE (COURSE_QUICK=1)" in text

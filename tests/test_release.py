@@ -20,13 +20,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import fixtures_exercises as fx  # noqa: E402  (registers the _test_ exercises)
+from figure_outputs import figures_without_image  # noqa: E402
 
 import course_utils  # noqa: E402
 from course_utils.grading import release  # noqa: E402
 from course_utils.grading.release import STUB_LINE, ReleaseError, check_calls, find_solution_blocks, release_notebook  # noqa: E402
 
 NOTEBOOKS = HERE.parent / "notebooks"
-SLOW_LESSONS = ("06_", "07_")  # they train on CIFAR-10 for minutes
+SLOW_LESSONS = ("06_", "07_")  # they train on CIFAR-10: here in quick mode (COURSE_QUICK=1)
 
 
 def code_cells(nb):
@@ -348,10 +349,21 @@ def test_course_command_in_a_subprocess_with_extra_exercises(lesson_dir, tmp_pat
 
 
 def execute(nb, cwd: Path, timeout: int = 600):
+    """Run ``nb`` in a fresh kernel in quick mode: training cells train a few batches (the full
+    training run of each lesson is nbval's), everything else runs as a learner's would."""
     import nbclient
 
     os.environ.pop("COURSE_GRADING", None)
-    nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    old = os.environ.get("COURSE_QUICK")
+    os.environ["COURSE_QUICK"] = "1"
+    try:
+        nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(cwd)}}).execute()
+    finally:
+        if old is None:
+            os.environ.pop("COURSE_QUICK", None)
+        else:
+            os.environ["COURSE_QUICK"] = old
     return nb
 
 
@@ -398,3 +410,9 @@ def test_every_lesson_releases_and_its_workbook_runs(tmp_path, lesson):
         assert "SOLUTION" not in cell.source
     execute(workbook, NOTEBOOKS)
     assert_every_check_not_attempted(workbook, [e.id for e in exercises_for_lesson(lesson.stem)])
+    # Every figure the lesson displays arrives as a picture, whatever the stored outputs say.
+    as_text = [(i, t) for i, cell in enumerate(workbook.cells) if cell.cell_type == "code"
+               for t in figures_without_image(cell.outputs)]
+    assert not as_text, f"{lesson.stem}: figures displayed as text, not pictures (cell index, text): {as_text}"
+    if lesson.name.startswith(SLOW_LESSONS):
+        assert "QUICK MODE (COURSE_QUICK=1)" in "".join(text_of(c) for c in code_cells(workbook))

@@ -39,6 +39,7 @@ STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
 @pytest.fixture(autouse=True)
 def _not_grading(monkeypatch):
     monkeypatch.delenv("COURSE_GRADING", raising=False)
+    monkeypatch.delenv("COURSE_QUICK", raising=False)
 
 
 def _normalize(x: torch.Tensor) -> torch.Tensor:
@@ -344,6 +345,41 @@ def test_fit_in_grading_mode_trains_one_epoch_of_two_batches(monkeypatch):
     assert "grading mode" in h.note
     assert [n for training, n in batches if training] == [16, 16]
     assert sum(n for training, n in batches if not training) == 32  # at most 2 batches of test images
+
+
+def test_fit_in_quick_mode_trains_one_epoch_of_a_few_batches_and_says_so(monkeypatch):
+    from course_utils.train import QUICK_BATCHES
+
+    monkeypatch.setenv("COURSE_QUICK", "1")
+    model = _Small()
+    batches = []
+    model.register_forward_hook(lambda m, inp, out: batches.append((m.training, len(inp[0]))))
+    h = fit(model, _small_data(n_train=16 * (QUICK_BATCHES + 4), n_test=64), epochs=5, batch_size=16,
+            progress=False, live_plot=False, amp=False)
+    assert h.epoch == [1]
+    assert "QUICK MODE (COURSE_QUICK=1)" in h.note
+    assert [n for training, n in batches if training] == [16] * QUICK_BATCHES
+    assert sum(n for training, n in batches if not training) == 64  # the test set is smaller than the cap
+
+
+def test_quick_mode_only_for_exactly_1(monkeypatch):
+    from course_utils.train import quick_mode
+
+    for value, expected in [("1", True), ("0", False), ("", False), ("yes", False)]:
+        monkeypatch.setenv("COURSE_QUICK", value)
+        assert quick_mode() is expected
+    monkeypatch.delenv("COURSE_QUICK")
+    assert quick_mode() is False
+
+
+def test_setup_warns_in_quick_mode(monkeypatch, capsys):
+    import course_utils
+
+    course_utils.setup(0, device="cpu")
+    assert "QUICK MODE" not in capsys.readouterr().out
+    monkeypatch.setenv("COURSE_QUICK", "1")
+    course_utils.setup(0, device="cpu")
+    assert "QUICK MODE (COURSE_QUICK=1)" in capsys.readouterr().out
 
 
 def test_fit_restores_the_thread_count():
