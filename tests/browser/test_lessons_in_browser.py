@@ -141,3 +141,19 @@ def test_disabled_widget_extension_is_reported(browser, tmp_path):
     assert any(
         p.startswith("96_probe_no_extension, cell 1") and "widget should render" in p for p in report.problems
     ), str(report)
+
+
+def test_figure_shown_as_text_is_reported(lab, page):
+    """A figure drawn without pyplot and without ``setup()`` reaches the page as its text fallback;
+    the stored outputs say the same text, so only the absolute check can catch it."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from matplotlib.figure import Figure\nfig = Figure(figsize=(2, 2))\nfig.add_subplot().plot([0, 1])\nfig")]
+    probe = lab.root / "95_probe_figure_text.ipynb"
+    nbformat.write(nb, probe)
+    report = lab_driver.run_lesson(page, lab, probe, timeout_s=180, slider=False)
+    assert any(
+        p.startswith("95_probe_figure_text, cell 0 ('from matplotlib.figure import Figure')")
+        and "instead of a picture" in p for p in report.problems
+    ), str(report)
