@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .core import Case, Exercise, compare, describe, is_unanswered, to_plain
+from .forbidden import ForbiddenCallError, forbid
 from ..train import grading_mode
 from .registry import get_exercise
 
@@ -37,7 +38,8 @@ class CaseResult:
     """What happened on one case.
 
     ``status`` is ``"pass"``, ``"fail"`` (wrong value, type or shape), ``"error"`` (the answer
-    raised), ``"timeout"`` or ``"not-attempted"``. ``shown_input``, ``got`` and ``expected`` are
+    raised), ``"forbidden"`` (it called a function the exercise forbids, even if it caught the
+    error), ``"timeout"`` or ``"not-attempted"``. ``shown_input``, ``got`` and ``expected`` are
     already rendered as short text, so a report never touches the learner's objects again.
     """
 
@@ -67,7 +69,10 @@ class CheckReport:
     seed : int or None
         The seed the random cases were drawn from.
     hint, message : str
-        The exercise's hint; for an unknown id, the one-line explanation.
+        The hint for this attempt (graduated: see ``Exercise.hints``); for an unknown id, the
+        one-line explanation.
+    hint_level, hint_count : int
+        Which of the exercise's hints ``hint`` is (1-based), and how many it has.
     """
 
     exercise_id: str
@@ -81,6 +86,8 @@ class CheckReport:
     hint: str = ""
     message: str = ""
     results: list[CaseResult] = field(default_factory=list)
+    hint_level: int = 1
+    hint_count: int = 1
 
     @property
     def passed(self) -> bool:
@@ -112,7 +119,7 @@ class CheckReport:
             return [f"⏳ {self.exercise_id}: {NOT_ATTEMPTED}{extra}."]
         if self.status == "failed" and self.first_failure is None:
             lines = [f"❌ {self.exercise_id}: {self.message}."]
-            return lines + ([f"   hint:     {self.hint}"] if self.hint else [])
+            return lines + ([self._hint_line()] if self.hint else [])
         total, noun, detail = self._counts()
         if self.status == "passed":
             if total == 1:
@@ -127,6 +134,8 @@ class CheckReport:
                 lines.append(f"   input:    {f.shown_input}")
             if f.status == "error":
                 lines.append(f"   raised:   {f.got}")
+            elif f.status == "forbidden":
+                lines.append(f"   not allowed: {f.reason}")
             elif f.status == "timeout":
                 lines.append(f"   returned: nothing: {f.reason}")
             else:
@@ -138,8 +147,13 @@ class CheckReport:
         if self.n_run < total:
             lines.append(f"   ({total - self.n_run} later cases were not run after the time-out.)")
         if self.hint:
-            lines.append(f"   hint:     {self.hint}")
+            lines.append(self._hint_line())
         return lines
+
+    def _hint_line(self) -> str:
+        if self.hint_count > 1:  # "hint 1/3: " keeps the column of "hint:     "
+            return f"   {f'hint {self.hint_level}/{self.hint_count}:':<10}{self.hint}"
+        return f"   hint:     {self.hint}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,46 +266,81 @@ def _copy_case(case: Case) -> Case:
     return Case(copy.deepcopy(tuple(case.args)), copy.deepcopy(dict(case.kwargs)), case.label)
 
 
+def _guarded(exercise: Exercise, fn: Callable[[], Any], violations: list[str]) -> Any:
+    # The guard is entered in whichever thread runs the learner's code (torch modes are per
+    # thread), and only around it: the reference and the comparison run outside.
+    with forbid(exercise) as guard:
+        try:
+            return fn()
+        finally:
+            violations.extend(guard.violations)
+
+
+def _value_reason(reason: str) -> str:
+    # For a single-value exercise the comparison's reason would name the expected value; keep only
+    # what does not give it away (a wrong type), otherwise just say it is not right.
+    if reason.startswith(("expected a ", "expected an ")) and ", got a" in reason:
+        return reason  # "expected an int, got a float (2.0)": the type, not the value
+    return "that is not the right value"
+
+
 def _run_case(exercise: Exercise, answer: Any, case: Case, source: str, index: int) -> CaseResult:
     shown = _show_input(exercise, case)
     expected = exercise.expected(_copy_case(case))
-    base = dict(source=source, index=index, label=case.label, shown_input=shown, expected=describe(expected))
+    # A single-value exercise never shows its expected value: it would be the answer itself.
+    shown_expected = "" if exercise.kind == "value" else describe(expected)
+    base = dict(source=source, index=index, label=case.label, shown_input=shown, expected=shown_expected)
     limit = exercise.time_limit
     timeout = f"it did not return within {limit:g} s"
+    violations: list[str] = []
     if exercise.kind == "value":
         raw = answer
     else:
         learner_case = _copy_case(case)
         try:
-            state, raw = _call_with_limit(lambda: exercise.run(answer, learner_case), limit)
+            state, raw = _call_with_limit(lambda: _guarded(exercise, lambda: exercise.run(answer, learner_case), violations), limit)
         except NotImplementedError:
             return CaseResult(status="not-attempted", **base)
         except KeyboardInterrupt:
             raise
+        except ForbiddenCallError as exc:
+            return CaseResult(status="forbidden", got=_one_line_error(exc), reason=str(exc), **base)
         except BaseException as exc:  # SystemExit too: a learner's sys.exit() is just an error here
+            if violations:
+                return CaseResult(status="forbidden", got=_one_line_error(exc), reason=violations[0], **base)
             return CaseResult(status="error", got=_one_line_error(exc), **base)
         if state == "timeout":
             return CaseResult(status="timeout", reason=timeout, **base)
     # Reading the answer runs the learner's code too (a list subclass's __iter__, an __int__), so
     # it gets the same limit and the same protection.
     try:
-        state, plain = _call_with_limit(lambda: to_plain(raw), limit)
+        state, plain = _call_with_limit(lambda: _guarded(exercise, lambda: to_plain(raw), violations), limit)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
         what = _clip_text(f"a {type(raw).__name__}")
+        if violations:
+            return CaseResult(status="forbidden", got=what, reason=violations[0], **base)
         return CaseResult(status="fail", got=what, reason=f"the answer cannot be read: {_one_line_error(exc)}", **base)
     if state == "timeout":
         return CaseResult(status="timeout", reason=f"reading the answer: {timeout}", **base)
+    if violations:
+        # The learner's code caught the ForbiddenCallError and went on: the case still fails.
+        return CaseResult(status="forbidden", got=describe(plain), reason=violations[0], **base)
     verdict = compare(expected, plain, rtol=exercise.rtol, atol=exercise.atol)
-    return CaseResult(status="pass" if verdict.ok else "fail", got=describe(plain), reason=verdict.reason, **base)
+    reason = verdict.reason
+    if exercise.kind == "value" and not verdict.ok:
+        reason = _value_reason(reason)
+    return CaseResult(status="pass" if verdict.ok else "fail", got=describe(plain), reason=reason, **base)
 
 
 def _fresh_seed() -> int:
     return secrets.randbits(63)
 
 
-def run_checks(exercise_id: str, answer: Any, seed: int | None = None, n_random: int | None = None) -> CheckReport:
+def run_checks(
+    exercise_id: str, answer: Any, seed: int | None = None, n_random: int | None = None, failures: int = 1
+) -> CheckReport:
     """Check an answer against an exercise's public cases and fresh random cases.
 
     Parameters
@@ -304,6 +353,9 @@ def run_checks(exercise_id: str, answer: Any, seed: int | None = None, n_random:
         Seed for the random cases; ``None`` draws a fresh one every call.
     n_random : int or None
         How many random cases; ``None`` uses the exercise's ``n_cases``.
+    failures : int
+        How many times this exercise has failed so far, this time included: picks the graduated
+        hint (``check`` counts them per kernel).
 
     Returns
     -------
@@ -324,7 +376,10 @@ def run_checks(exercise_id: str, answer: Any, seed: int | None = None, n_random:
         return CheckReport(exercise_id=str(exercise_id), status="unknown-exercise", message=f"check: {message}")
     if n_random is not None and (isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 0):
         raise ValueError(f"n_random must be a non-negative int or None, got {n_random!r}")
-    report = CheckReport(exercise_id=exercise.id, status="passed", hint=exercise.hint)
+    report = CheckReport(
+        exercise_id=exercise.id, status="passed", hint=exercise.hint_for(failures),
+        hint_level=min(max(failures, 1), max(len(exercise.hints), 1)), hint_count=max(len(exercise.hints), 1),
+    )
 
     if is_unanswered(answer):
         report.status = "not-attempted"
@@ -394,5 +449,13 @@ def check(exercise_id: str, answer: Any) -> None:
     if grading_mode():
         print("check skipped while grading")
         return None
-    print(run_checks(exercise_id, answer).text())
+    key = str(exercise_id)
+    report = run_checks(exercise_id, answer, failures=_FAILURES.get(key, 0) + 1)
+    if report.status == "failed":
+        # Graduated hints: the count of failed checks per exercise in this kernel picks the next.
+        _FAILURES[key] = _FAILURES.get(key, 0) + 1
+    print(report.text())
     return None
+
+
+_FAILURES: dict[str, int] = {}

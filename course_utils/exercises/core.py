@@ -76,7 +76,14 @@ class Exercise:
     rtol, atol : float
         Tolerance for floating-point values: ``|got - expected| <= atol + rtol * |expected|``.
     hint : str
-        Shown under a failing case.
+        A single hint (older banks); it becomes ``hints == (hint,)`` when ``hints`` is empty.
+    hints : tuple of str
+        Graduated hints, first nudge first: ``check`` shows the first after the first failure and
+        a more specific one after each further failure, never the answer or the full formula.
+    forbidden : tuple of str
+        Dotted names the learner's function may not call, e.g. ``"torch.nn.functional.conv2d"``,
+        ``"torch.nn.BatchNorm2d.forward"``, ``"course_utils.shapes.conv_out"``; the reference is
+        always forbidden too. See :mod:`course_utils.exercises.forbidden`.
     title : str
         One line saying what the exercise asks for.
     n_cases : int
@@ -100,6 +107,8 @@ class Exercise:
     title: str = ""
     n_cases: int = 20
     time_limit: float = 5.0
+    hints: tuple[str, ...] = ()
+    forbidden: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in ("function", "value"):
@@ -108,6 +117,34 @@ class Exercise:
             raise ValueError(f"Exercise {self.id!r}: a function exercise needs public_cases or make_cases")
         if not isinstance(self.points, int) or self.points <= 0:
             raise ValueError(f"Exercise {self.id!r}: points must be a positive int, got {self.points!r}")
+        # Frozen dataclass: normalise through object.__setattr__. A bare string would otherwise be
+        # read as a tuple of one-letter hints or names.
+        hints = (self.hints,) if isinstance(self.hints, str) else tuple(self.hints or ())
+        if not hints and self.hint:
+            hints = (self.hint,)
+        if not all(isinstance(h, str) and h.strip() for h in hints):
+            raise ValueError(f"Exercise {self.id!r}: hints must be non-empty strings, got {self.hints!r}")
+        object.__setattr__(self, "hints", hints)
+        if not self.hint and hints:
+            object.__setattr__(self, "hint", hints[0])
+        forbidden = (self.forbidden,) if isinstance(self.forbidden, str) else tuple(self.forbidden or ())
+        bad = [f for f in forbidden if not isinstance(f, str) or not f or " " in f]
+        if bad:
+            raise ValueError(f"Exercise {self.id!r}: forbidden must be dotted names such as 'torch.nn.functional.conv2d', got {bad!r}")
+        object.__setattr__(self, "forbidden", forbidden)
+
+    def hint_for(self, failures: int) -> str:
+        """The hint to show after ``failures`` failed checks (1 = the first): graduated, then the last.
+
+        Examples
+        --------
+        >>> ex = Exercise("x", "l", "x", 1, lambda: 1, kind="value", hints=("nudge", "closer"))
+        >>> ex.hint_for(1), ex.hint_for(2), ex.hint_for(5)
+        ('nudge', 'closer', 'closer')
+        """
+        if not self.hints:
+            return ""
+        return self.hints[min(max(failures, 1), len(self.hints)) - 1]
 
     def draw_cases(self, rng: np.random.Generator, n: int | None = None) -> list[Case]:
         """Fresh random cases; a value exercise has exactly one, empty case."""
