@@ -66,7 +66,9 @@ class Limits:
     max_arrays : int
         Number of ``.npy`` files one document may reference.
     max_file_bytes : int
-        Size of one ``.npy`` or JSON file.
+        Size of one ``.npy`` file.
+    max_json_bytes : int
+        Size of one JSON document (``results.json``), read into memory whole.
     max_total_bytes : int
         Size of all ``.npy`` files read through this object together.
     owner_uid : int or None
@@ -77,6 +79,7 @@ class Limits:
     max_nodes: int = 1_000_000
     max_arrays: int = 10_000
     max_file_bytes: int = 512 << 20
+    max_json_bytes: int = 64 << 20
     max_total_bytes: int = 2 << 30
     owner_uid: int | None = None
     _nodes: int = field(default=0, repr=False)
@@ -213,8 +216,9 @@ def _safe_name(name: Any) -> bool:
     )
 
 
-def _open_regular(folder: str, name: str, limits: Limits) -> tuple[int, int]:
+def _open_regular(folder: str, name: str, limits: Limits, cap: int | None = None) -> tuple[int, int]:
     """Open ``folder/name`` without following links; return (fd, size) of a regular file."""
+    cap = limits.max_file_bytes if cap is None else cap
     dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
@@ -228,8 +232,8 @@ def _open_regular(folder: str, name: str, limits: Limits) -> tuple[int, int]:
         problem = "has other hard links"
     elif limits.owner_uid is not None and info.st_uid != limits.owner_uid:
         problem = "was not written by the worker"
-    elif info.st_size > limits.max_file_bytes:
-        problem = f"is larger than {limits.max_file_bytes >> 20} MB"
+    elif info.st_size > cap:
+        problem = f"is larger than {cap >> 20} MB"
     if problem:
         os.close(fd)
         raise EncodingError(f"{name} {problem}")
@@ -246,11 +250,14 @@ def read_json(folder: str, name: str, limits: Limits | None = None) -> Any:
     """
     limits = limits or Limits()
     try:
-        fd, size = _open_regular(folder, name, limits)
+        fd, size = _open_regular(folder, name, limits, limits.max_json_bytes)
     except OSError as exc:
         raise EncodingError(f"cannot read {name}: {exc.strerror or exc}") from None
     with os.fdopen(fd, "rb") as fh:
-        data = fh.read(size + 1)
+        # Never more than the cap, even if the file grows after the size check.
+        data = fh.read(min(size, limits.max_json_bytes) + 1)
+    if len(data) > limits.max_json_bytes:
+        raise EncodingError(f"{name} is larger than {limits.max_json_bytes >> 20} MB")
     try:
         return json.loads(data.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
@@ -368,12 +375,40 @@ def _load_array(name: Any, folder: str, limits: Limits) -> np.ndarray:
         raise EncodingError(f"the arrays together are larger than {limits.max_total_bytes >> 20} MB")
     with os.fdopen(fd, "rb") as fh:
         try:
+            _check_header(fh, name, size)
             array = np.load(fh, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
+        except (ValueError, OSError, EOFError, MemoryError) as exc:
             raise EncodingError(f"{name} is not a valid .npy file: {str(exc)[:100]}") from None
     if not isinstance(array, np.ndarray) or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise EncodingError(f"{name} does not hold a numeric array")
     return array
+
+
+def _check_header(fh: Any, name: str, size: int) -> None:
+    """Refuse an array whose header promises more data than the file holds, before allocating.
+
+    ``np.load`` allocates ``shape × itemsize`` bytes from the header first; a 200-byte file that
+    claims 1 TiB would raise ``MemoryError`` in the grader.
+    """
+    fmt = np.lib.format
+    version = fmt.read_magic(fh)
+    if version == (1, 0):
+        shape, fortran, dtype = fmt.read_array_header_1_0(fh, max_header_size=10000)
+    elif version == (2, 0):
+        shape, fortran, dtype = fmt.read_array_header_2_0(fh, max_header_size=10000)
+    else:
+        raise EncodingError(f"{name}: unsupported .npy version {version}")
+    if dtype.hasobject or not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
+        raise EncodingError(f"{name} does not hold a numeric array")
+    count = 1
+    for dim in shape:
+        if not isinstance(dim, int) or dim < 0:
+            raise EncodingError(f"{name}: malformed shape in its header")
+        count *= dim
+    needed = count * dtype.itemsize
+    if needed > size - fh.tell():
+        raise EncodingError(f"{name} claims {needed} bytes of data but the file holds {size - fh.tell()}")
+    fh.seek(0)
 
 
 _TENSOR_DTYPES = {

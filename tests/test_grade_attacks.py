@@ -1,0 +1,376 @@
+"""Attacks on ``course grade``, one or more per class of the issue "The grader in a real sandbox".
+
+1. Isolation fails open: a submission writes the installed package, the gradebook, leaves a process
+   behind, or kills a classmate (``kill_all``).
+2. A submission reads what is not its own: a classmate's notebook, the output folder, the grader's
+   command line, the solution notebooks, the exercise references.
+3. Two runs at once interfere.
+4. The trusted side trusts untrusted data: a lying ``.npy`` header, a huge ``results.json``, a
+   notebook of millions of cells, a FIFO, a symlink, formula-like names, ``MemoryError`` printed,
+   closed or flooded stdout, a value whose conversion never ends, memory held across processes.
+
+A "leak" attack sets ``answer_value = 42`` (1 point) only if it could see what it must not, so a
+leak shows as a point and a held line as 0. Every notebook is built here; the exercises are the
+test-only bank of ``tests/fixtures_grade_exercises.py`` (lesson ``_test_grade``). The tests that need
+the sandbox run where it works (``sandbox.problem()``: bubblewrap and root on this machine).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_grade import FIXTURE, FULL, IDS, SEED, read_csv, run_grade, write_nb
+
+from course_utils.grading import encoding
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "course_utils"
+
+
+def sandbox_works() -> bool:
+    from course_utils.grading import sandbox
+
+    if os.geteuid() != 0:
+        return sandbox.problem() == ""
+    lease = sandbox.UidLease(1)
+    try:
+        return sandbox.problem(as_uid=lease.uids[0]) == ""
+    finally:
+        lease.release()
+
+
+needs_sandbox = pytest.mark.skipif(not sandbox_works(), reason="bubblewrap cannot sandbox the grader here")
+
+
+def _leak(condition: str) -> list[str]:
+    """A submission that earns the value point exactly when ``condition`` (Python) is true."""
+    return [
+        "import os, glob",
+        "def add(a, b):\n    return a + b",
+        f"try:\n    leaked = bool({condition})\nexcept Exception:\n    leaked = False\n"
+        "answer_value = 42 if leaked else 0",
+    ]
+
+
+def _attacks(subs: Path, out: Path, marker: Path) -> dict[str, list[str]]:
+    probe = PACKAGE / ".attack_probe"
+    return {
+        "honest": FULL,
+        # 1. isolation
+        "whoami": ["import os", "def add(a, b):\n    return a + b", "answer_value = 42 if os.getuid() == 0 else 0"],
+        "package_writer": [
+            *FULL[:3],
+            f"try:\n    open({str(probe)!r}, 'w').write('x')\n    answer_value = 42\nexcept OSError:\n    answer_value = 0",
+        ],
+        "lingerer": [
+            "import os, time\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    if os.fork() == 0:\n"
+            "        time.sleep(6)\n"
+            f"        open({str(marker)!r}, 'w').write('still here')\n"
+            "    os._exit(0)",
+            *FULL,
+        ],
+        # 2. reading what is not its own
+        "reads_classmate": _leak(f"open({str(subs / 'honest.ipynb')!r}).read()"),
+        "reads_out": _leak(f"os.listdir({str(out)!r}) is not None"),
+        "reads_solutions": _leak(f"open({str(REPO / 'notebooks' / '00_start_here.ipynb')!r}).read()"),
+        "reads_bank": _leak(f"open({str(FIXTURE)!r}).read()"),
+        "imports_reference": _leak(
+            "__import__('course_utils.exercises.registry', fromlist=['x']).get_exercise('_tg_value').reference() == 42"
+        ),
+        "reads_cmdline": _leak(
+            "any(b'--out' in open(p, 'rb').read() for p in glob.glob('/proc/[0-9]*/cmdline'))"
+        ),
+        # 4. the trusted side
+        "prints_memoryerror": [*FULL, "print('MemoryError: cannot allocate memory')\nimport sys\nprint('MemoryError', file=sys.stderr)"],
+        "closes_stdio": [*FULL, "import os\nos.close(0)\nos.close(1)\nos.close(2)"],
+        "floods_stdout": [
+            *FULL,
+            "import resource, sys\nresource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
+            "for _ in range(64):\n    print('x' * 65536)",
+        ],
+        "endless_value": [
+            "import torch",
+            "class Forever(list):\n    def __iter__(self):\n        while True:\n            yield 1",
+            "def add(a, b):\n    return Forever([a + b])",
+            FULL[2],
+            FULL[3],
+        ],
+        "npy_bomb": [
+            *FULL,
+            # Forge its own results: one array whose header claims 1 TiB, then leave before the worker
+            # rewrites them. The grader must refuse it before allocating, and grade the rest.
+            "import os, json, numpy as np\n"
+            "results = '/grading/results' if os.path.isdir('/grading/results') else os.path.join(os.path.dirname(os.getcwd()), 'results')\n"
+            "header = np.lib.format.header_data_from_array_1_0(np.zeros(1, dtype=np.float64))\n"
+            "header['shape'] = (1 << 37,)\n"
+            "with open(os.path.join(results, 'bomb.npy'), 'wb') as fh:\n"
+            "    np.lib.format.write_array_header_1_0(fh, header)\n"
+            "    fh.write(b'\\0' * 64)\n"
+            "node = {'t': 'ndarray', 'f': 'bomb.npy'}\n"
+            "forged = {'cells': {'run': 5, 'errors': []}, 'done': True, 'exercises': {\n"
+            "    '_tg_add': {'status': 'ok', 'cases': [{'out': node}] * 8},\n"
+            "    '_tg_relu_sum': {'status': 'ok', 'cases': [{'out': node}] * 6},\n"
+            "    '_tg_value': {'status': 'ok', 'cases': [{'out': {'t': 'int', 'v': '42'}}]}}}\n"
+            "json.dump(forged, open(os.path.join(results, 'results.json'), 'w'))\n"
+            "os._exit(0)",
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory):
+    root = tmp_path_factory.mktemp("attacks")
+    subs, out = root / "subs", root / "out"
+    subs.mkdir()
+    marker = root / "lingered.txt"
+    probe = PACKAGE / ".attack_probe"
+    for name, cells in _attacks(subs, out, marker).items():
+        write_nb(subs / f"{name}.ipynb", cells)
+    write_nb(subs / "=HYPERLINK(1)", FULL).rename(subs / "=HYPERLINK(1).ipynb")
+    write_nb(subs / "-2+3.ipynb", FULL)
+    os.mkfifo(subs / "fifo.ipynb")
+    os.symlink(REPO / "notebooks" / "00_start_here.ipynb", subs / "linked.ipynb")
+    try:
+        done = run_grade(subs, "--out", out, "--seed", SEED, "--jobs", 2, "--timeout", 40, timeout=900)
+        time.sleep(7)  # longer than the lingerer's grandchild sleeps
+    finally:
+        probe_written = probe.exists()
+        if probe_written:
+            probe.unlink()
+    data = json.loads((out / "grades.json").read_text()) if (out / "grades.json").exists() else {"students": {}}
+    return {"proc": done, "data": data, "out": out, "marker": marker, "probe_written": probe_written, "subs": subs}
+
+
+def rec(attacked, name):
+    assert name in attacked["data"]["students"], attacked["proc"].stderr[-2000:]
+    return attacked["data"]["students"][name]
+
+
+def test_attack_batch_completes(attacked):
+    assert attacked["proc"].returncode == 0, attacked["proc"].stderr[-3000:]
+
+
+# ---- 1. isolation ---------------------------------------------------------------------------
+
+
+@needs_sandbox
+def test_root_grading_runs_submissions_in_the_sandbox_not_as_root(attacked):
+    assert attacked["data"]["isolation"].startswith("sandbox"), attacked["data"]["isolation"]
+    assert rec(attacked, "whoami")["total"] == 2  # add right, value point withheld: uid was not 0
+    assert "sandbox" in attacked["proc"].stdout + attacked["proc"].stderr
+
+
+@needs_sandbox
+def test_a_submission_cannot_write_the_installed_package(attacked):
+    assert not attacked["probe_written"]
+    assert rec(attacked, "package_writer")["exercises"]["_tg_value"]["score"] == 0
+
+
+@needs_sandbox
+def test_nothing_a_submission_starts_outlives_it(attacked):
+    assert not attacked["marker"].exists()
+    assert rec(attacked, "lingerer")["total"] == 6
+
+
+# ---- 2. reading what is not its own ---------------------------------------------------------
+
+
+@needs_sandbox
+@pytest.mark.parametrize("name", ["reads_classmate", "reads_out", "reads_solutions", "reads_bank", "imports_reference", "reads_cmdline"])
+def test_a_submission_sees_only_itself(attacked, name):
+    r = rec(attacked, name)
+    assert r["exercises"]["_tg_add"]["score"] == 2, r  # the notebook itself ran
+    assert r["exercises"]["_tg_value"]["score"] == 0, f"{name} could read what is not its own"
+
+
+# ---- 4. the trusted side --------------------------------------------------------------------
+
+
+def test_printed_memoryerror_is_not_a_status(attacked):
+    r = rec(attacked, "prints_memoryerror")
+    assert (r["status"], r["total"]) == ("ok", 6), r["detail"]
+
+
+@pytest.mark.parametrize("name", ["closes_stdio", "floods_stdout"])
+def test_answers_survive_closed_or_flooded_stdout(attacked, name):
+    r = rec(attacked, name)
+    assert (r["status"], r["total"]) == ("ok", 6), r["detail"]
+
+
+def test_a_value_whose_conversion_never_ends_is_that_case_s_timeout(attacked):
+    r = rec(attacked, "endless_value")
+    assert r["status"] == "ok", r["detail"]
+    assert r["exercises"]["_tg_add"]["score"] == 0
+    assert r["exercises"]["_tg_relu_sum"]["score"] == 3 and r["exercises"]["_tg_value"]["score"] == 1
+
+
+def test_a_lying_npy_header_is_refused_before_allocating(attacked):
+    r = rec(attacked, "npy_bomb")
+    assert r["exercises"]["_tg_add"]["score"] == 0
+    assert any("larger than" in c["reason"] or "claims" in c["reason"] for c in r["exercises"]["_tg_add"]["cases"])
+    assert r["exercises"]["_tg_value"]["score"] == 1  # the rest of its forged results is still read
+
+
+def test_fifo_and_symlink_submissions_are_refused_not_followed(attacked):
+    assert rec(attacked, "fifo")["status"] == "invalid-notebook"
+    linked = rec(attacked, "linked")
+    assert (linked["status"], linked["total"]) == ("invalid-notebook", 0)
+    assert "link" in linked["detail"]
+
+
+def test_formula_names_are_safe_in_csv_and_exact_in_json(attacked):
+    names = set(attacked["data"]["students"])
+    assert {"=HYPERLINK(1)", "-2+3"} <= names
+    with open(attacked["out"] / "grades.csv", newline="") as fh:
+        first_column = [row[0] for row in csv.reader(fh)][1:]
+    assert all(not n[:1] in ("=", "+", "-", "@") for n in first_column), first_column
+    assert "'=HYPERLINK(1)" in first_column and "'-2+3" in first_column
+
+
+def test_output_folder_is_private_while_grading(attacked):
+    # After the run it is as the grader made it: only the grader's user may enter it.
+    assert stat.S_IMODE(os.stat(attacked["out"]).st_mode) & 0o077 == 0
+
+
+# ---- 1. a forged gradebook row is not trusted on a rerun ------------------------------------
+
+
+def test_forged_row_in_the_gradebook_is_regraded(tmp_path):
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    subs.mkdir()
+    write_nb(subs / "mallory.ipynb", ["def add(a, b):\n    return 0"])
+    first = run_grade(subs, "--out", out, "--seed", SEED, "--jobs", 1)
+    assert first.returncode == 0, first.stderr
+    data = json.loads((out / "grades.json").read_text())
+    row = data["students"]["mallory"]
+    row["total"] = 6
+    for ex in row["exercises"].values():
+        ex["score"] = ex["points"]
+    (out / "grades.json").write_text(json.dumps(data))
+    second = run_grade(subs, "--out", out, "--seed", SEED, "--jobs", 1)
+    assert second.returncode == 0, second.stderr
+    assert "skipping" not in second.stdout
+    assert read_csv(out)["mallory"]["total"] == "0"
+
+
+# ---- 3. two runs at once --------------------------------------------------------------------
+
+
+@needs_sandbox
+def test_two_runs_at_once_both_grade_correctly(tmp_path):
+    results = {}
+
+    def one(tag: str) -> None:
+        subs, out = tmp_path / f"subs{tag}", tmp_path / f"out{tag}"
+        subs.mkdir()
+        write_nb(subs / "honest1.ipynb", FULL)
+        write_nb(subs / "honest2.ipynb", [*FULL, "import time\ntime.sleep(2)"])
+        # Tries to kill every process its uid may signal, and to write into the other run's results.
+        write_nb(subs / "killer.ipynb", ["import os, signal, glob\n"
+                                         "for p in glob.glob('/tmp/course-grade-*/*/results'):\n"
+                                         "    try:\n        open(p + '/results.json', 'w').write('{}')\n    except OSError:\n        pass\n"
+                                         "try:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass", *FULL])
+        results[tag] = (run_grade(subs, "--out", out, "--seed", SEED, "--jobs", 2, "--timeout", 60), out)
+
+    threads = [threading.Thread(target=one, args=(t,)) for t in "AB"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for tag, (proc, out) in results.items():
+        assert proc.returncode == 0, proc.stderr
+        rows = read_csv(out)
+        assert rows["honest1"]["total"] == "6" and rows["honest1"]["status"] == "ok", (tag, rows)
+        assert rows["honest2"]["total"] == "6" and rows["honest2"]["status"] == "ok", (tag, rows)
+
+
+# ---- fail closed ----------------------------------------------------------------------------
+
+
+def test_without_bubblewrap_grading_refuses_and_names_the_fix(tmp_path):
+    write_nb(tmp_path / "a.ipynb", FULL)
+    env = {**os.environ, "COURSE_EXTRA_EXERCISES": str(FIXTURE), "COURSE_BWRAP": ""}
+    runner = "import sys; from course_utils.grading.grade import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", runner, str(tmp_path / "a.ipynb"), "--out", str(tmp_path / "out")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "bubblewrap" in done.stderr and "--no-sandbox" in done.stderr and "apt-get install bubblewrap" in done.stderr
+    assert not (tmp_path / "out" / "grades.csv").exists()
+    again = subprocess.run([sys.executable, "-c", runner, str(tmp_path / "a.ipynb"), "--out", str(tmp_path / "out"), "--no-sandbox"],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert read_csv(tmp_path / "out")["a"]["total"] == "6"
+    assert json.loads((tmp_path / "out" / "grades.json").read_text())["isolation"].startswith("none")
+
+
+# ---- memory for the whole submission --------------------------------------------------------
+
+
+@needs_sandbox
+def test_memory_limit_covers_every_process_of_a_submission(tmp_path):
+    from course_utils.grading import sandbox
+
+    if sandbox.Cgroup.create(f"course-grade-probe-{os.getpid()}", 1 << 30) is None:
+        pytest.skip("no writable cgroup here: the bound is RLIMIT_AS per process times the process limit")
+    # 3 processes of 500 MB each under --memory 1024: each alone fits, together they do not.
+    write_nb(tmp_path / "hog.ipynb", [*FULL,
+        "import os, time\nkids = []\nfor _ in range(3):\n    pid = os.fork()\n    if pid == 0:\n"
+        "        block = bytearray(500 << 20)\n        for i in range(0, len(block), 4096):\n            block[i] = 1\n"
+        "        time.sleep(30)\n        os._exit(0)\n    kids.append(pid)\nfor pid in kids:\n    os.waitpid(pid, 0)"])
+    done = run_grade(tmp_path / "hog.ipynb", "--out", tmp_path / "out", "--memory", 1024, "--timeout", 60)
+    assert done.returncode == 0, done.stderr
+    r = json.loads((tmp_path / "out" / "grades.json").read_text())["students"]["hog"]
+    assert r["status"] == "memory", r
+
+
+# ---- the trusted side's readers, directly ---------------------------------------------------
+
+
+def test_npy_header_is_checked_against_the_file_size(tmp_path):
+    with open(tmp_path / "bomb.npy", "wb") as fh:
+        header = np.lib.format.header_data_from_array_1_0(np.zeros(1))
+        header["shape"] = (1 << 40,)
+        np.lib.format.write_array_header_1_0(fh, header)
+    with pytest.raises(encoding.EncodingError, match="claims"):
+        encoding.decode({"t": "ndarray", "f": "bomb.npy"}, tmp_path)
+
+
+def test_results_json_has_a_hard_cap(tmp_path):
+    (tmp_path / "results.json").write_text("[" + "0," * (9 << 20) + "0]")
+    with pytest.raises(encoding.EncodingError, match="larger than"):
+        encoding.read_json(tmp_path, "results.json", encoding.Limits(max_json_bytes=16 << 20))
+
+
+def test_a_notebook_of_millions_of_cells_is_refused(tmp_path):
+    from course_utils.grading.grade import read_submission
+
+    cell = '{"cell_type": "code", "metadata": {}, "source": "", "outputs": [], "execution_count": null}'
+    (tmp_path / "many.ipynb").write_text('{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [' + ",".join([cell] * 60000) + "]}")
+    nb = read_submission(str(tmp_path / "many.ipynb"))
+    assert nb.cells is None and "cells" in nb.problem
+
+
+def test_lesson_in_one_notebook_does_not_set_the_batch(tmp_path):
+    # Issue 12 item 4 (helper A's part): the batch's lessons come from --lesson or the whole batch.
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    write_nb(subs / "a.ipynb", FULL)
+    write_nb(subs / "b.ipynb", FULL)
+    write_nb(subs / "claims_other.ipynb", FULL, lesson="02_output_size")
+    done = run_grade(subs, "--out", tmp_path / "out", "--jobs", 2)
+    assert done.returncode == 0, done.stderr
+    data = json.loads((tmp_path / "out" / "grades.json").read_text())
+    assert data["exercise_ids"] == IDS, data["exercise_ids"]
