@@ -23,6 +23,8 @@ __all__ = [
     "draw_conv_arithmetic",
     "conv_arithmetic_frames",
     "draw_pool_windows",
+    "draw_multichannel_conv",
+    "draw_conv_output_channels",
 ]
 
 IntOrPair = Union[int, Sequence[int]]
@@ -445,4 +447,240 @@ def draw_pool_windows(
     ax_out.set_title(f"output {oh}×{ow}", fontsize=9)
     name = "max pooling" if mode == "max" else "average pooling"
     fig.suptitle(title if title is not None else f"{name}, kernel {kernel_size}, stride {stride}", fontsize=10)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Channels: how C_in input maps and C_out kernels make C_out output maps
+# ---------------------------------------------------------------------------------------------
+
+_MAX_CHANNEL_GRID = 8
+_MAX_CHANNELS = 4
+
+
+def _fmt_number(v: float) -> str:
+    return f"{v:g}" if float(v).is_integer() and abs(v) < 1e4 else f"{v:.2f}"
+
+
+def _grid(ax, m: np.ndarray, x0: float, y0: float, face: str, *, edge: str = "0.55",
+          highlight: tuple[int, int] | None = None, highlight_face: str | None = None,
+          label: str | None = None) -> None:
+    """Draw matrix ``m`` cell by cell with its values, top-left corner at (x0, y0)."""
+    for (r, c), v in np.ndenumerate(m):
+        hot = highlight is not None and (r, c) == highlight
+        ax.add_patch(Rectangle((x0 + c, y0 + r), 1, 1, facecolor=highlight_face if hot else face,
+                               edgecolor=edge, linewidth=0.8))
+        ax.text(x0 + c + 0.5, y0 + r + 0.5, _fmt_number(float(v)), ha="center", va="center", fontsize=8,
+                fontweight="bold" if hot else "normal")
+    if label:
+        ax.text(x0 + m.shape[1] / 2, y0 - 0.25, label, ha="center", va="bottom", fontsize=8)
+
+
+def _channel_inputs(x: Any, weight: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and convert a C_in×H×W input and a C_out×C_in×kh×kw weight to float arrays."""
+    xs = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64)
+    ws = np.asarray(weight.detach().cpu().numpy() if hasattr(weight, "detach") else weight, dtype=np.float64)
+    if xs.ndim == 2:
+        xs = xs[None]
+    if xs.ndim != 3:
+        raise ValueError(f"x must be C_in×H×W (one image, no batch axis), got shape {tuple(xs.shape)}")
+    if ws.ndim != 4:
+        raise ValueError(f"weight must be C_out×C_in×kh×kw, got shape {tuple(ws.shape)}")
+    c_in, h, w = xs.shape
+    c_out, wc, kh, kw = ws.shape
+    if wc != c_in:
+        raise ValueError(f"weight has {wc} input channels (its axis 1) but x has {c_in}; they must match")
+    if not (1 <= c_in <= _MAX_CHANNELS and 1 <= c_out <= _MAX_CHANNELS):
+        raise ValueError(f"draw at most {_MAX_CHANNELS} input and output channels, got {c_in} and {c_out}")
+    if max(h, w) > _MAX_CHANNEL_GRID:
+        raise ValueError(f"x is {h}×{w}; draw inputs of at most {_MAX_CHANNEL_GRID}×{_MAX_CHANNEL_GRID} so the values stay readable")
+    if kh > h or kw > w:
+        raise ValueError(f"kernel {kh}×{kw} is larger than the input {h}×{w}; use a smaller kernel")
+    if not (np.all(np.isfinite(xs)) and np.all(np.isfinite(ws))):
+        raise ValueError("x and weight must hold finite numbers")
+    return xs, ws
+
+
+def _correlate(x2: np.ndarray, k2: np.ndarray) -> np.ndarray:
+    # Valid cross-correlation of one channel with one kernel slice (stride 1, no padding).
+    kh, kw = k2.shape
+    oh, ow = x2.shape[0] - kh + 1, x2.shape[1] - kw + 1
+    return np.array([[float((x2[i:i + kh, j:j + kw] * k2).sum()) for j in range(ow)] for i in range(oh)])
+
+
+def draw_multichannel_conv(
+    x: Any,
+    weight: Any,
+    *,
+    out_channel: int = 0,
+    position: tuple[int, int] = (0, 0),
+    bias: Any = None,
+) -> Figure:
+    """Draw how one output channel of a multi-channel convolution is made, at one output position.
+
+    Each input channel is cross-correlated with its own slice of the kernel (one row of the
+    drawing: input channel, kernel slice, partial map), and the ``C_in`` partial maps are added
+    (plus the bias) into one output map. The window, the partial values and the output value at
+    ``position`` are highlighted, and the sum for that position is written out below. Stride 1,
+    no padding.
+
+    Parameters
+    ----------
+    x : tensor or array, C_in×H×W (or H×W for one channel)
+        One image, at most 8×8 with at most 4 channels, so that every value can be printed.
+    weight : tensor or array, C_out×C_in×kh×kw
+        The layer's weight (at most 4 output channels).
+    out_channel : int, default 0
+        Which output channel (which kernel) to draw.
+    position : (int, int), default (0, 0)
+        Output row and column whose window is highlighted.
+    bias : sequence of C_out numbers, optional
+        The layer's bias; ``None`` for none.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One Axes. The output map equals ``F.conv2d(x[None], weight, bias)[0, out_channel]``.
+
+    Raises
+    ------
+    ValueError
+        For shapes that do not fit together, too many channels or pixels to draw, or an
+        ``out_channel`` or ``position`` out of range.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.stack([torch.arange(9.).reshape(3, 3), torch.arange(1., 10.).reshape(3, 3)])
+    >>> k = torch.tensor([[[0., 1.], [2., 3.]], [[1., 2.], [3., 4.]]])[None]
+    >>> fig = draw_multichannel_conv(x, k)
+    >>> "= 56" in fig.axes[0].texts[-1].get_text()
+    True
+    """
+    xs, ws = _channel_inputs(x, weight)
+    c_in, h, w = xs.shape
+    c_out, _, kh, kw = ws.shape
+    if isinstance(out_channel, bool) or not isinstance(out_channel, (int, np.integer)) or not 0 <= out_channel < c_out:
+        raise ValueError(f"out_channel must be an int in [0, {c_out - 1}], got {out_channel!r}")
+    oh, ow = h - kh + 1, w - kw + 1
+    try:
+        i, j = (int(v) for v in position)
+    except (TypeError, ValueError):
+        raise ValueError(f"position must be a pair (row, column) of ints, got {position!r}") from None
+    if not (0 <= i < oh and 0 <= j < ow):
+        raise ValueError(f"position {position!r} is outside the {oh}×{ow} output; use rows 0..{oh - 1}, columns 0..{ow - 1}")
+    b = 0.0
+    if bias is not None:
+        bs = np.asarray(bias.detach().cpu().numpy() if hasattr(bias, "detach") else bias, dtype=np.float64).ravel()
+        if bs.shape != (c_out,):
+            raise ValueError(f"bias must hold {c_out} values (one per output channel), got shape {tuple(bs.shape)}")
+        b = float(bs[out_channel])
+
+    partials = [_correlate(xs[c], ws[out_channel, c]) for c in range(c_in)]
+    out = np.sum(partials, axis=0) + b
+    band = max(h, kh, oh) + 1.6                       # height of one input-channel row
+    x_kernel = w + 1.6
+    x_partial = x_kernel + kw + 1.6
+    x_out = x_partial + ow + 2.6
+    fig, ax = new_figure(size=(0.42 * (x_out + ow + 0.6) + 0.4, 0.42 * band * c_in + 1.1))
+    for c in range(c_in):
+        y = c * band + 0.6
+        _grid(ax, xs[c], 0, y, _INPUT, label=f"input channel {c}")
+        ax.add_patch(Rectangle((j, y + i), kw, kh, fill=False, edgecolor=_TAP, linewidth=2.4))
+        _grid(ax, ws[out_channel, c], x_kernel, y, "#fde3b8", label=f"kernel[{out_channel}, {c}]")
+        _grid(ax, partials[c], x_partial, y, "#eeeeee", highlight=(i, j), highlight_face="#fde3b8",
+              label=f"channel {c}'s share")
+        ax.text(w + 0.8, y + min(h, kh) / 2, "⋆", ha="center", va="center", fontsize=20)
+        ax.text(x_partial - 0.8, y + kh / 2, "=", ha="center", va="center", fontsize=12)
+    total_h = c_in * band
+    y_out = (total_h - oh) / 2 + 0.3
+    ax.annotate("", xy=(x_out - 0.3, y_out + oh / 2), xytext=(x_partial + ow + 0.3, y_out + oh / 2),
+                arrowprops=dict(arrowstyle="->", color="0.35"))
+    ax.text((x_partial + ow + x_out) / 2, y_out + oh / 2 - 0.35, "sum" + (" + bias" if bias is not None else ""),
+            ha="center", va="bottom", fontsize=8)
+    _grid(ax, out, x_out, y_out, _OUTPUT, highlight=(i, j), highlight_face=_CURRENT,
+          label=f"output channel {out_channel}")
+    terms = " + ".join(_fmt_number(p[i, j]) for p in partials)
+    if bias is not None:
+        terms += f" − {_fmt_number(-b)}" if b < 0 else f" + {_fmt_number(b)}"
+    ax.set_xlim(-0.3, x_out + ow + 0.3)
+    ax.set_ylim(total_h + 0.9, -0.3)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    ax.grid(False)
+    ax.text((x_out + ow) / 2, total_h + 0.2,
+            f"output[{out_channel}, {i}, {j}] = {terms} = {_fmt_number(out[i, j])}",
+            ha="center", va="top", fontsize=9)
+    fig.suptitle(f"{c_in} input channels × kernel {out_channel} ({c_in}×{kh}×{kw}) → one output map", fontsize=10)
+    return fig
+
+
+def draw_conv_output_channels(x: Any, weight: Any, bias: Any = None) -> Figure:
+    """Draw a whole multi-channel convolution: ``C_out`` kernels, each ``C_in`` deep, make ``C_out`` maps.
+
+    Row ``o`` shows kernel ``o`` (its ``C_in`` slices side by side) and the output map it makes
+    from all input channels. The input channels are drawn once, on the left. Stride 1, no padding.
+
+    Parameters
+    ----------
+    x : tensor or array, C_in×H×W (or H×W)
+        One image, at most 8×8 with at most 4 channels.
+    weight : tensor or array, C_out×C_in×kh×kw
+        The layer's weight, at most 4 output channels.
+    bias : sequence of C_out numbers, optional
+        The layer's bias.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One Axes; the maps equal ``F.conv2d(x[None], weight, bias)[0]``.
+
+    Raises
+    ------
+    ValueError
+        For shapes that do not fit together or too much to draw.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fig = draw_conv_output_channels(np.ones((2, 3, 3)), np.ones((3, 2, 2, 2)))
+    >>> fig.axes[0].get_title()
+    'weight 3×2×2×2: 3 kernels, each 2 channels deep → 3 output maps'
+    """
+    xs, ws = _channel_inputs(x, weight)
+    c_in, h, w = xs.shape
+    c_out, _, kh, kw = ws.shape
+    bs = np.zeros(c_out)
+    if bias is not None:
+        bs = np.asarray(bias.detach().cpu().numpy() if hasattr(bias, "detach") else bias, dtype=np.float64).ravel()
+        if bs.shape != (c_out,):
+            raise ValueError(f"bias must hold {c_out} values (one per output channel), got shape {tuple(bs.shape)}")
+    oh, ow = h - kh + 1, w - kw + 1
+    in_band = h + 1.2
+    out_band = max(kh, oh) + 1.4
+    total_h = max(c_in * in_band, c_out * out_band)
+    x_kernels = w + 2.6
+    x_out = x_kernels + c_in * (kw + 0.6) + 2.0
+    fig, ax = new_figure(size=(0.42 * (x_out + ow + 0.5) + 0.4, 0.42 * total_h + 1.0))
+    y_in0 = (total_h - c_in * in_band) / 2
+    for c in range(c_in):
+        _grid(ax, xs[c], 0, y_in0 + c * in_band + 0.6, _INPUT, label=f"input channel {c}")
+    y_k0 = (total_h - c_out * out_band) / 2
+    for o in range(c_out):
+        y = y_k0 + o * out_band + 0.6
+        for c in range(c_in):
+            _grid(ax, ws[o, c], x_kernels + c * (kw + 0.6), y, "#fde3b8",
+                  label=f"[{o}, {c}]")
+        ax.text(x_kernels - 0.3, y + kh / 2, f"kernel {o}", ha="right", va="center", fontsize=8)
+        out = np.sum([_correlate(xs[c], ws[o, c]) for c in range(c_in)], axis=0) + bs[o]
+        ax.annotate("", xy=(x_out - 0.3, y + oh / 2), xytext=(x_kernels + c_in * (kw + 0.6) - 0.3, y + kh / 2),
+                    arrowprops=dict(arrowstyle="->", color="0.35"))
+        _grid(ax, out, x_out, y, _OUTPUT, label=f"output channel {o}")
+    ax.set_xlim(-1.6, x_out + ow + 0.3)
+    ax.set_ylim(total_h + 0.3, -0.3)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    ax.grid(False)
+    ax.set_title(f"weight {c_out}×{c_in}×{kh}×{kw}: {c_out} kernels, each {c_in} channels deep → {c_out} output maps",
+                 fontsize=10)
     return fig

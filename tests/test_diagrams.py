@@ -209,3 +209,75 @@ def test_no_pyplot_figures_left_open():
     conv_arithmetic_frames(5, 3)
     draw_pool_windows(np.arange(16.0).reshape(4, 4))
     assert len(plt.get_fignums()) == before
+
+
+# --- multi-channel convolution drawings -------------------------------------------------------
+
+def _mc_example():
+    x = torch.stack([torch.arange(9.0).reshape(3, 3), torch.arange(1.0, 10.0).reshape(3, 3)])
+    k = torch.tensor([[[0.0, 1.0], [2.0, 3.0]], [[1.0, 2.0], [3.0, 4.0]]])
+    return x, torch.stack([k, k + 1])
+
+
+def _cell_texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.texts]
+
+
+@pytest.mark.parametrize("out_channel,position,bias", [(0, (0, 0), None), (1, (1, 1), [0.5, -1.0]), (1, (0, 1), None)])
+def test_multichannel_drawing_writes_pytorchs_value_and_its_sum(out_channel, position, bias):
+    from course_utils.diagrams import draw_multichannel_conv
+
+    x, w = _mc_example()
+    b = None if bias is None else torch.tensor(bias)
+    expected = F.conv2d(x[None], w, b)[0, out_channel]
+    fig = draw_multichannel_conv(x, w, out_channel=out_channel, position=position, bias=bias)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    texts = _cell_texts(ax)
+    i, j = position
+    # The caption adds each channel's share (and the bias) and ends with PyTorch's value.
+    shares = [float((x[c, i:i + 2, j:j + 2] * w[out_channel, c]).sum()) for c in range(2)]
+    caption = texts[-1]
+    assert caption.startswith(f"output[{out_channel}, {i}, {j}] = ")
+    assert caption.endswith(f"= {float(expected[i, j]):g}")
+    for s in shares:
+        assert f"{s:g}" in caption
+    # Every output value is printed in the output grid, and the window outline sits at the position.
+    for v in expected.flatten().tolist():
+        assert f"{v:g}" in texts
+    outlines = [p for p in ax.patches if isinstance(p, Rectangle) and not p.get_fill()]
+    assert len(outlines) == 2 and all(p.get_xy()[0] == j for p in outlines)
+
+
+def test_output_channels_drawing_shows_every_map_of_f_conv2d():
+    from course_utils.diagrams import draw_conv_output_channels
+
+    x, w = _mc_example()
+    w3 = torch.cat([w, -w[:1]])                              # three kernels, one with negative values
+    bias = torch.tensor([0.0, 1.0, -2.0])
+    fig = draw_conv_output_channels(x, w3, bias)
+    texts = _cell_texts(fig.axes[0])
+    for v in F.conv2d(x[None], w3, bias)[0].flatten().tolist():
+        assert f"{v:g}" in texts
+    assert sum(t.startswith("kernel ") for t in texts) == 3
+    assert sum(t.startswith("output channel") for t in texts) == 3
+    assert fig.axes[0].get_title().startswith("weight 3×2×2×2")
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(x=torch.zeros(2, 3, 3), weight=torch.zeros(1, 3, 2, 2)), "input channels"),
+    (dict(x=torch.zeros(1, 2, 3, 3), weight=torch.zeros(1, 2, 2, 2)), "C_in×H×W"),
+    (dict(x=torch.zeros(2, 3, 3), weight=torch.zeros(2, 2, 2)), "C_out×C_in×kh×kw"),
+    (dict(x=torch.zeros(2, 9, 9), weight=torch.zeros(1, 2, 2, 2)), "at most 8×8"),
+    (dict(x=torch.zeros(5, 3, 3), weight=torch.zeros(1, 5, 2, 2)), "at most 4"),
+    (dict(x=torch.zeros(2, 3, 3), weight=torch.zeros(1, 2, 4, 4)), "larger than the input"),
+    (dict(x=torch.zeros(2, 3, 3), weight=torch.zeros(1, 2, 2, 2), out_channel=1), "out_channel"),
+    (dict(x=torch.zeros(2, 3, 3), weight=torch.zeros(1, 2, 2, 2), position=(2, 0)), "outside the 2×2 output"),
+    (dict(x=torch.zeros(2, 3, 3), weight=torch.zeros(1, 2, 2, 2), bias=[1.0, 2.0]), "bias must hold 1"),
+    (dict(x=torch.full((2, 3, 3), float("nan")), weight=torch.zeros(1, 2, 2, 2)), "finite"),
+])
+def test_multichannel_drawing_rejects_bad_input(kwargs, message):
+    from course_utils.diagrams import draw_multichannel_conv
+
+    with pytest.raises(ValueError, match=message):
+        draw_multichannel_conv(**kwargs)
