@@ -1,9 +1,15 @@
-"""Checks that apply to every nbval run of the lessons (``pytest notebooks/``).
+"""Repository-wide test set-up: the order in which files start, and a check on every nbval run.
 
-nbval compares each cell's ``text/plain`` with the stored one and ignores images, so a figure that
-reaches the learner as its text fallback (``<Figure size 900x280 with 2 Axes>``) passes it as long
-as the stored output is the same text. This hook looks at what the fresh execution produced and
-fails the cell when a displayed figure came without a picture, whatever was stored.
+Order. ``pytest`` runs on two workers (``-n 2 --dist loadfile`` in pyproject.toml), each taking
+whole files. Without help the longest files (the lessons that train, the browser suite) would
+start last and leave one core idle at the end; ``LONGEST_FIRST`` puts them first, alternating so
+that the two longest start at once on different workers.
+
+Figures. nbval compares each cell's ``text/plain`` with the stored one and ignores images, so a
+figure that reaches the learner as its text fallback (``<Figure size 900x280 with 2 Axes>``)
+passes it as long as the stored output is the same text. The hook below looks at what the fresh
+execution produced and fails the cell when a displayed figure came without a picture, whatever
+was stored.
 """
 from __future__ import annotations
 
@@ -16,6 +22,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
 from figure_outputs import figures_without_image  # noqa: E402
 
 pytest_plugins = ["pytester"]  # tests/test_figure_display.py runs nbval on probe notebooks
+
+# Files by how long they take (measured; see the durations CI prints), longest first. xdist hands
+# each worker one file, then a second, in this order: 06 and 07 start together on both workers.
+LONGEST_FIRST = (
+    "notebooks/06_",
+    "notebooks/07_",
+    "tests/browser/",
+    "tests/test_grade.py",
+    "tests/test_release.py",
+)
+
+
+def _rank(nodeid: str) -> int:
+    for rank, prefix in enumerate(LONGEST_FIRST):
+        if nodeid.startswith(prefix):
+            return rank
+    return len(LONGEST_FIRST)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # A stable sort keeps every file's tests together and in their own order.
+    items.sort(key=lambda item: _rank(item.nodeid))
 
 
 @pytest.hookimpl(wrapper=True)

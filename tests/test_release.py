@@ -394,7 +394,8 @@ def test_fixture_workbook_runs_and_every_check_is_not_attempted(tmp_path):
 
 def _lessons():
     return [
-        pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.name.startswith(SLOW_LESSONS) else [])
+        # Every one starts a kernel and runs a whole lesson: not for the quick run (tests/README.md).
+        pytest.param(p, id=p.stem, marks=[pytest.mark.slow])
         for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     ]
 
