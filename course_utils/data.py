@@ -5,8 +5,9 @@ network or the disk outside the Python environment.
 
 CIFAR-10 is searched in an explicit ``root``, then ``$COURSE_DATA``, then the user cache
 (:func:`cache_dir`); each place may hold torchvision's ``cifar-10-batches-py/`` or an ImageFolder
-copy. The images are decoded once and cached as uint8 tensors in one file, which later loads read
-in a fraction of a second. Without data (and without network) the loader says where it looked and
+copy (PNG or JPEG files). The images are decoded once and cached as uint8 tensors in one file, which
+later loads read in a fraction of a second; ``course data --prepare`` also leaves them in the cache as
+``cifar10-prepared.pt``, so they are found later with no environment variable set. Without data (and without network) the loader says where it looked and
 what fixes it, or, when asked, returns a synthetic stand-in that names itself in every output.
 """
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = [
     "locate_cifar10",
     "load_cifar10",
     "download_cifar10",
+    "prepare_cifar10",
     "synthetic_cifar10",
     "normalize",
     "denormalize",
@@ -175,6 +177,13 @@ _JUNK_FILES = {"Thumbs.db", "desktop.ini"}
 _CACHE_FORMAT = 2
 DOWNLOAD_FIX = "course data --download"
 COURSE_DATA_FIX = "export COURSE_DATA=/path/to/cifar10"
+# The python version of CIFAR-10 that torchvision downloads, for fetching it by hand.
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+# Image files an ImageFolder copy may hold (anything PIL reads works; these are what people have).
+IMAGE_PATTERNS = "*.png or *.jpg"
+# `course data --prepare` leaves the decoded tensors here, in the cache, so that they are found
+# later with no environment variable set (the cache is the last place searched).
+PREPARED_FILE = "cifar10-prepared.pt"
 
 
 class DataError(Exception):
@@ -266,14 +275,17 @@ class DataLocation:
     ----------
     path : pathlib.Path
         The ``cifar-10-batches-py`` folder, or the folder holding ``train/`` and ``test/``.
-    layout : {"batches", "imagefolder"}
-        torchvision's pickled batches, or one image file per picture in class folders.
+    layout : {"batches", "imagefolder", "prepared"}
+        torchvision's pickled batches, one image file per picture in class folders, or the
+        decoded-tensor file that ``course data --prepare`` leaves in the cache (``path`` is that file).
     """
 
     path: Path
     layout: str
 
     def __str__(self) -> str:
+        if self.layout == "prepared":
+            return f"{self.path} (decoded tensors written by `course data --prepare`)"
         if self.layout == "batches":
             return f"{self.path} (torchvision layout: {BATCH_FOLDER} with data_batch_1-5 and test_batch)"
         return f"{self.path} (ImageFolder layout: train/ and test/ with 10 class folders)"
@@ -334,6 +346,8 @@ def _inspect_place(place: Path) -> DataLocation | None:
     if (place / "train").is_dir() or (place / "test").is_dir():
         _check_imagefolder(place)
         return DataLocation(place, "imagefolder")
+    if (place / PREPARED_FILE).is_file():
+        return DataLocation(place / PREPARED_FILE, "prepared")
     return None
 
 
@@ -341,9 +355,11 @@ def locate_cifar10(root: str | os.PathLike | None = None) -> DataLocation | None
     """Find a usable copy of CIFAR-10 without decoding it.
 
     Looks in :func:`search_places` order. In each place it accepts torchvision's
-    ``cifar-10-batches-py/`` (the place itself or a child folder of it) or an ImageFolder layout
-    (``train/<class>/*`` and ``test/<class>/*`` with all 10 classes). Only the structure is checked:
-    the batch files exist, or the 20 class folders exist and are not empty.
+    ``cifar-10-batches-py/`` (the place itself or a child folder of it), an ImageFolder layout
+    (``train/<class>/*`` and ``test/<class>/*`` with all 10 classes, PNG or JPEG files), or the
+    decoded tensors that ``course data --prepare`` left there (``cifar10-prepared.pt``, in the
+    cache). Only the structure is checked: the batch files exist, or the 20 class folders exist
+    and are not empty.
 
     Parameters
     ----------
@@ -378,15 +394,26 @@ def _not_found_message(root: str | os.PathLike | None, download_error: Exception
         lines.append(f"  {i}. {place} ({label}{state})")
     lines.append(
         f"Each place may hold torchvision's {BATCH_FOLDER}/ folder or an ImageFolder copy "
-        "(train/<class>/*.jpg and test/<class>/*.jpg)."
+        f"(train/<class>/{IMAGE_PATTERNS} and test/<class>/{IMAGE_PATTERNS})."
     )
     if download_error is not None:
         lines.append(f"Downloading failed too: {download_error}")
-    lines.append(
-        f"Fix: run `{DOWNLOAD_FIX}` (or `python -m course_utils.data --download`) on a machine with network, "
-        f"or point the course at a copy you have: `{COURSE_DATA_FIX}`."
-    )
+    else:
+        lines.append(
+            f"Fix: run `{DOWNLOAD_FIX}` (or `python -m course_utils.data --download`), "
+            f"or point the course at a copy you have: `{COURSE_DATA_FIX}`."
+        )
     return "\n".join(lines)
+
+
+def _offline_fix(target: Path) -> str:
+    """What to do by hand when torchvision cannot download: what to fetch and where to unpack it."""
+    return (
+        f"Without network here: fetch {CIFAR10_URL} (163 MB) on a machine that has it, copy it here and "
+        f"unpack it into {target} (`tar -xzf cifar-10-python.tar.gz -C {target}`), so that "
+        f"{target / BATCH_FOLDER / 'data_batch_1'} exists; the course finds it there with no variable set. "
+        f"Or point the course at a copy you already have: `{COURSE_DATA_FIX}`"
+    )
 
 
 # ============================================================================================
@@ -624,7 +651,8 @@ def _cache_file(location: DataLocation) -> Path:
     return cache_dir() / "tensors" / f"cifar10-{key}.pt"
 
 
-def _read_cache(path: Path, fingerprint: str) -> dict[str, Any] | None:
+def _read_cache(path: Path, fingerprint: str | None) -> dict[str, Any] | None:
+    """The cached tensors, or None if missing, damaged or stale (``fingerprint=None``: any source)."""
     if not path.is_file():
         return None
     try:
@@ -632,7 +660,7 @@ def _read_cache(path: Path, fingerprint: str) -> dict[str, Any] | None:
     except Exception:
         return None  # a half-written or foreign file is ignored and rebuilt
     try:
-        if payload.get("format") != _CACHE_FORMAT or payload.get("fingerprint") != fingerprint:
+        if payload.get("format") != _CACHE_FORMAT or (fingerprint is not None and payload.get("fingerprint") != fingerprint):
             return None
         for split in ("train", "test"):
             images, labels = payload[f"{split}_images"], payload[f"{split}_labels"]
@@ -776,7 +804,83 @@ def load_cifar10(
     return _load_location(location, cache=cache)
 
 
+def _load_prepared(location: DataLocation) -> Cifar10:
+    payload = _read_cache(location.path, None)
+    if payload is None:
+        raise CorruptDataError(
+            f"the prepared CIFAR-10 file {location.path} is damaged or from another course version. "
+            f"Delete it and prepare again: `COURSE_DATA=/path/to/cifar10 course data --prepare`, or `{DOWNLOAD_FIX}`"
+        )
+    origin = payload.get("source_path")
+    return Cifar10(
+        train_images=payload["train_images"],
+        train_labels=payload["train_labels"],
+        test_images=payload["test_images"],
+        test_labels=payload["test_labels"],
+        classes=list(payload["classes"]),
+        source=f"CIFAR-10 from {location.path} (prepared decoded tensors" + (f" of {origin})" if origin else ")"),
+        synthetic=False,
+        cache_file=location.path,
+    )
+
+
+def prepare_cifar10(root: str | os.PathLike | None = None) -> tuple[Cifar10, Path]:
+    """Decode CIFAR-10 once and leave the tensors in the cache, where they are found with no variable set.
+
+    This is ``course data --prepare``. After it, :func:`load_cifar10` and ``course doctor`` find the
+    data in a new shell without ``COURSE_DATA`` (the cache, :func:`cache_dir`, is always searched),
+    even if the original copy is moved away.
+
+    Parameters
+    ----------
+    root : str or path-like, optional
+        The copy to prepare; by default the first one found (``COURSE_DATA``, then the cache).
+
+    Returns
+    -------
+    (Cifar10, pathlib.Path)
+        The data and the prepared file (``cache_dir() / "cifar10-prepared.pt"``).
+
+    Raises
+    ------
+    DataNotFoundError, CorruptDataError
+        As :func:`load_cifar10`.
+
+    Examples
+    --------
+    >>> data, path = prepare_cifar10("/data/cifar10-jpeg")  # doctest: +SKIP
+    >>> path.name
+    'cifar10-prepared.pt'
+    """
+    data = load_cifar10(root)
+    target = cache_dir() / PREPARED_FILE
+    if data.cache_file is not None and data.cache_file.resolve() == target.resolve():
+        return data, target  # it was the prepared file already
+    payload = {
+        "train_images": data.train_images, "train_labels": data.train_labels,
+        "test_images": data.test_images, "test_labels": data.test_labels,
+        "classes": list(data.classes), "format": _CACHE_FORMAT, "fingerprint": None,
+        "source_path": data.source,
+    }
+    if data.cache_file is not None and data.cache_file.is_file():
+        # A hard link to the decoded-tensor cache costs no disk; a copy where links are impossible.
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+        try:
+            os.link(data.cache_file, tmp)
+            os.replace(tmp, target)
+            return data, target
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    if not _write_cache(target, payload):
+        raise DataError(f"could not write {target}; set COURSE_CACHE to a writable folder on a disk with 0.2 GB free")
+    return data, target
+
+
 def _load_location(location: DataLocation, cache: bool = True) -> Cifar10:
+    if location.layout == "prepared":
+        return _load_prepared(location)
     if location.layout == "imagefolder":
         listing, fingerprint = _scan_imagefolder(location.path)
     else:
@@ -837,8 +941,7 @@ def download_cifar10(root: str | os.PathLike | None = None) -> DataLocation:
         CIFAR10(str(target), train=True, download=True)
     except Exception as exc:
         raise DownloadError(
-            f"could not download CIFAR-10 into {target} ({type(exc).__name__}: {exc}). "
-            f"Without network, copy CIFAR-10 from someone who has it and `{COURSE_DATA_FIX}`"
+            f"could not download CIFAR-10 into {target} ({type(exc).__name__}: {exc}). {_offline_fix(target)}"
         ) from exc
     found = _inspect_place(target)
     if found is None or found.layout != "batches":
@@ -1036,7 +1139,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", metavar="DIR", help="a CIFAR-10 folder to use first (with --download: where to put it)")
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--download", action="store_true", help="download CIFAR-10 through torchvision into the cache")
-    action.add_argument("--prepare", action="store_true", help="decode the images once and write the tensor cache")
+    action.add_argument("--prepare", action="store_true",
+                        help="decode the images once into the cache, where they are found later with no variable set")
 
 
 def run_data_command(args: argparse.Namespace) -> int:
@@ -1061,12 +1165,13 @@ def run_data_command(args: argparse.Namespace) -> int:
             return 0
         if getattr(args, "prepare", False):
             start = time.perf_counter()
-            data = load_cifar10(root)
+            data, prepared = prepare_cifar10(root)
             seconds = time.perf_counter() - start
             print(data.source)
             print(f"{len(data.train_labels):,} train and {len(data.test_labels):,} test images, "
                   f"{data.num_classes} classes, in {seconds:.1f} s")
-            print(f"cache: {data.cache_file}" if data.cache_file else "cache: not written")
+            print(f"prepared: {prepared}")
+            print("From now on the lessons and `course doctor` find it there, with no variable set.")
             return 0
         found = locate_cifar10(root)
     except DataNotFoundError as exc:

@@ -657,3 +657,109 @@ def test_course_data_download_offline_exits_1(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", _FakeDownloadCIFAR10)
     assert _course_data(["--download", "--root", str(tmp_path / "mine")]) == 0
     assert str(tmp_path / "mine" / "cifar-10-batches-py") in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------
+# Data that stays found (issue 16): prepared once, found later with no variable; PNG and JPEG
+# --------------------------------------------------------------------------------------------
+
+
+def _fresh_shell_env(home: Path, **extra: str) -> dict[str, str]:
+    """A new shell's environment: a temporary home and none of the course's variables."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("COURSE_DATA", "COURSE_CACHE", "XDG_CACHE_HOME", "COURSE_EXTRA_EXERCISES")}
+    env.update(HOME=str(home), USERPROFILE=str(home), **extra)
+    return env
+
+
+def test_prepared_data_is_found_in_a_fresh_shell_with_no_variable(tmp_path):
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    home.mkdir()
+    source = tmp_path / "cifar10-jpeg"
+    write_imagefolder(source, {"train": 3, "test": 2})
+    expected = load_cifar10(source, cache=False)
+
+    # The README's step: prepare once, with the variable pointing at the copy.
+    done = subprocess.run([sys.executable, "-m", "course_utils", "data", "--prepare"], capture_output=True, text=True,
+                          env=_fresh_shell_env(home, COURSE_DATA=str(source)), timeout=300)
+    assert done.returncode == 0, done.stderr
+    prepared = home / ".cache" / "course_utils" / data.PREPARED_FILE
+    assert f"prepared: {prepared}" in done.stdout
+    # The original copy may even go away: the prepared tensors stand alone.
+    shutil.rmtree(source)
+
+    # A new shell, no variable set: doctor says ✅ ...
+    done = subprocess.run([sys.executable, "-m", "course_utils", "doctor", "--json"], capture_output=True, text=True,
+                          env=_fresh_shell_env(home), timeout=300)
+    report = json.loads(done.stdout)
+    (cifar,) = [c for c in report["checks"] if c["name"] == "CIFAR-10"]
+    assert cifar["ok"] is True and str(prepared) in cifar["detail"], cifar
+    # ... and the lessons' own call gets the real images, not the stand-in.
+    lesson_call = ("from course_utils import data; d = data.load_cifar10(allow_synthetic=True); "
+                   "print(d.synthetic, len(d.train_labels), len(d.test_labels), int(d.train_images.sum()), d.source)")
+    done = subprocess.run([sys.executable, "-c", lesson_call], capture_output=True, text=True,
+                          env=_fresh_shell_env(home), timeout=300)
+    assert done.returncode == 0, done.stderr
+    synthetic, n_train, n_test, pixel_sum, src = done.stdout.strip().split(" ", 4)
+    assert synthetic == "False" and (int(n_train), int(n_test)) == (30, 20)
+    assert int(pixel_sum) == int(expected.train_images.sum())
+    assert "CIFAR-10 from" in src and str(prepared) in src
+
+
+def test_prepare_links_the_cache_instead_of_copying_it(tmp_path):
+    write_imagefolder(tmp_path / "cifar", {"train": 2, "test": 1})
+    d, prepared = data.prepare_cifar10(tmp_path / "cifar")
+    assert prepared == cache_dir() / data.PREPARED_FILE
+    assert os.path.samefile(prepared, d.cache_file) or prepared.stat().st_size > 0
+    found = locate_cifar10()
+    assert found.layout == "prepared" and found.path == prepared and "course data --prepare" in str(found)
+    again = load_cifar10()
+    assert torch.equal(again.train_images, d.train_images) and torch.equal(again.test_labels, d.test_labels)
+
+
+def test_a_variable_still_wins_over_the_prepared_copy(tmp_path, monkeypatch):
+    write_imagefolder(tmp_path / "a", {"train": 2, "test": 1}, seed=1)
+    data.prepare_cifar10(tmp_path / "a")
+    write_imagefolder(tmp_path / "b", {"train": 1, "test": 1}, seed=2)
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "b"))
+    assert locate_cifar10().path == tmp_path / "b"
+
+
+def test_damaged_prepared_file_is_named_with_the_fix(tmp_path):
+    cache_dir().mkdir(parents=True)
+    (cache_dir() / data.PREPARED_FILE).write_bytes(b"not a tensor file")
+    with pytest.raises(CorruptDataError, match="prepared CIFAR-10 file .*course data --prepare"):
+        load_cifar10()
+
+
+def test_png_and_jpg_files_are_both_read_in_one_copy(tmp_path):
+    write_imagefolder(tmp_path / "cifar", {"train": 2, "test": 1}, fmt="PNG")
+    rng = np.random.default_rng(5)
+    for name in CIFAR10_CLASSES:
+        pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "cifar" / "train" / name / "extra.jpg", "JPEG")
+    d = load_cifar10(tmp_path / "cifar")
+    assert len(d.train_labels) == 30 and torch.equal(d.train_labels.bincount(), torch.full((10,), 3))
+
+
+def test_messages_name_both_image_kinds_and_the_readme_agrees():
+    with pytest.raises(DataNotFoundError) as info:
+        load_cifar10()
+    assert "*.png or *.jpg" in str(info.value)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert "*.png or *.jpg" in readme
+
+
+def test_offline_download_says_what_to_fetch_and_where_to_unpack(tmp_path, monkeypatch, capsys):
+    import torchvision.datasets
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", _OfflineCIFAR10)
+    assert _course_data(["--download"]) == 1
+    err = capsys.readouterr().err
+    assert data.CIFAR10_URL in err
+    assert f"-C {cache_dir()}" in err and str(cache_dir() / "cifar-10-batches-py" / "data_batch_1") in err
