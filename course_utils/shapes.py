@@ -34,6 +34,9 @@ __all__ = [
     "linear_params",
     "conv_macs",
     "linear_macs",
+    "LayerCost",
+    "CostLedger",
+    "cost_ledger",
     "TraceRow",
     "ShapeTrace",
     "trace",
@@ -650,6 +653,133 @@ def linear_macs(in_features: int, out_features: int) -> int:
     """
     f = "linear_macs"
     return _positive(f, "in_features", in_features) * _positive(f, "out_features", out_features)
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """What one layer costs on one image: see :func:`cost_ledger`.
+
+    Attributes
+    ----------
+    layer : str
+        ``"dense"``, ``"locally connected"``, ``"conv"`` or ``"depthwise-separable"``.
+    params : int
+        Learnable numbers (weights and biases).
+    macs : int
+        Multiply-adds for one image (bias additions not counted).
+    activations : int
+        Values the layer writes for one image: its output, plus the depthwise output for the
+        depthwise-separable pair.
+    """
+
+    layer: str
+    params: int
+    macs: int
+    activations: int
+
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes of :attr:`activations` in float32."""
+        return 4 * self.activations
+
+    @property
+    def param_bytes(self) -> int:
+        """Bytes of :attr:`params` in float32."""
+        return 4 * self.params
+
+
+def _human_bytes(n: int) -> str:
+    # Binary units, about three significant figures: "7 KiB", "12.2 MiB", "1000 GiB", "1.76 TiB".
+    value, unit = float(n), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if value < 1024 or unit == "PiB":
+            break
+        value /= 1024
+    if unit == "B":
+        return f"{int(value)} B"
+    return f"{value:.0f} {unit}" if value >= 100 else f"{value:.3g} {unit}"
+
+
+class CostLedger(list):
+    """A list of :class:`LayerCost` that prints as a table."""
+
+    def to_text(self) -> str:
+        """Aligned plain-text table: parameters, multiply-adds and float32 memory of each layer."""
+        header = ("layer", "params", "mult-adds", "weights (fp32)", "activations (fp32)")
+        rows = [(r.layer, f"{r.params:,}", f"{r.macs:,}", _human_bytes(r.param_bytes),
+                 _human_bytes(r.activation_bytes)) for r in self]
+        return _table(header, rows, right_from=1)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
+def cost_ledger(in_shape: Sequence[int], out_channels: int, kernel_size: int = 3) -> CostLedger:
+    """Parameters, multiply-adds and activations of four layers that map the same input to the same output.
+
+    The input is one ``C×H×W`` image; every layer produces ``out_channels×H×W`` (stride 1, "same"
+    padding, biases included):
+
+    - **dense**: every output value sees every input value, with its own weights;
+    - **locally connected**: every output value sees only a ``k×k`` window of every input channel
+      (locality) but each position has its own weights (no sharing);
+    - **conv**: the same window and the same weights at every position (locality and sharing);
+    - **depthwise-separable**: a ``k×k`` depthwise conv (one filter per input channel) followed by
+      a 1×1 conv to ``out_channels``.
+
+    Multiply-adds count every tap, including those that fall on zero padding, as
+    :func:`conv_macs` does.
+
+    Parameters
+    ----------
+    in_shape : (C, H, W)
+        One input image, without the batch axis.
+    out_channels : int
+        Output channels of every layer.
+    kernel_size : int, default 3
+        Odd window size ``k`` (so that "same" padding exists).
+
+    Returns
+    -------
+    CostLedger
+        Four :class:`LayerCost` rows in the order above; ``print`` it for a table.
+
+    Raises
+    ------
+    ValueError
+        For a shape that is not three positive ints, or an even kernel size.
+
+    Examples
+    --------
+    >>> ledger = cost_ledger((3, 32, 32), 16)
+    >>> [row.params for row in ledger]
+    [50348032, 458752, 448, 94]
+    >>> ledger[1].macs == ledger[2].macs    # sharing weights saves parameters, not arithmetic
+    True
+    """
+    f = "cost_ledger"
+    if isinstance(in_shape, (str, bytes)) or not isinstance(in_shape, Sequence) or len(in_shape) != 3:
+        raise ValueError(f"{f}: in_shape must be (C, H, W) for one image, got {in_shape!r}")
+    c = _positive(f, "in_shape[0] (channels)", in_shape[0])
+    h = _positive(f, "in_shape[1] (height)", in_shape[1])
+    w = _positive(f, "in_shape[2] (width)", in_shape[2])
+    co = _positive(f, "out_channels", out_channels)
+    k = _positive(f, "kernel_size", kernel_size)
+    if k % 2 == 0:
+        raise ValueError(f"{f}: kernel_size must be odd so that 'same' padding keeps H×W, got {k}")
+    positions = h * w
+    outputs = co * positions
+    window = c * k * k
+    return CostLedger([
+        LayerCost("dense", linear_params(c * positions, outputs), linear_macs(c * positions, outputs), outputs),
+        # One window's weights per output value, plus a bias per output value: nothing is shared.
+        LayerCost("locally connected", outputs * window + outputs, outputs * window, outputs),
+        LayerCost("conv", conv_params(c, co, k), conv_macs(c, co, k, (h, w)), outputs),
+        LayerCost("depthwise-separable",
+                  conv_params(c, c, k, groups=c) + conv_params(c, co, 1),
+                  conv_macs(c, c, k, (h, w), groups=c) + conv_macs(c, co, 1, (h, w)),
+                  c * positions + outputs),
+    ])
 
 
 # ---------------------------------------------------------------------------

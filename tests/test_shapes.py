@@ -482,3 +482,66 @@ def test_public_api_is_exported():
                  "linear_params", "conv_macs", "linear_macs", "trace"]:
         assert name in shapes.__all__
         assert getattr(shapes, name).__doc__.count("Example") >= 1
+
+
+# --- cost ledger: dense, locally connected, conv, depthwise-separable --------------------------
+
+@settings(max_examples=25, deadline=None)
+@given(c=st.integers(1, 4), h=st.integers(1, 7), w=st.integers(1, 7), co=st.integers(1, 5),
+       k=st.sampled_from([1, 3, 5]))
+def test_cost_ledger_matches_real_layers(c, h, w, co, k):
+    from course_utils.shapes import cost_ledger
+
+    dense, local, conv, separable = cost_ledger((c, h, w), co, k)
+    x = torch.randn(1, c, h, w)
+    p = k // 2
+
+    # Dense: an nn.Linear from the flattened image to the flattened output.
+    linear = nn.Linear(c * h * w, co * h * w, device="meta")
+    assert dense.params == sum(t.numel() for t in linear.parameters())
+    assert dense.macs == linear.in_features * linear.out_features
+
+    # Locally connected, built from unfold: a separate weight and bias for every output value.
+    cols = torch.nn.functional.unfold(x, k, padding=p)                   # 1 × (c·k·k) × (h·w)
+    weight = torch.randn(h * w, co, c * k * k)
+    bias = torch.randn(co, h * w)
+    out = torch.einsum("pow,wp->op", weight, cols[0]) + bias             # co × (h·w)
+    assert out.shape == (co, h * w) and local.activations == out.numel()
+    assert local.params == weight.numel() + bias.numel()
+    assert local.macs == weight.numel()                                  # one multiply-add per weight
+
+    # Conv and depthwise-separable: PyTorch's own modules, counted by trace.
+    conv_layer = nn.Conv2d(c, co, k, padding=p)
+    sep = nn.Sequential(nn.Conv2d(c, c, k, padding=p, groups=c), nn.Conv2d(c, co, 1))
+    for row, model in ((conv, conv_layer), (separable, sep)):
+        t = shapes.trace(model, (1, c, h, w))
+        assert row.params == sum(q.numel() for q in model.parameters())
+        assert row.macs == sum(r.macs for r in t.rows)
+    with torch.no_grad():
+        assert conv.activations == conv_layer(x).numel()
+        assert separable.activations == sep[0](x).numel() + sep(x).numel()
+
+    # What each step buys: locality cuts parameters and arithmetic (once the window is smaller than
+    # the image: a window that hangs over the padding pays for taps on zeros); sharing cuts
+    # parameters only.
+    if k * k <= h * w:
+        assert dense.params >= local.params
+        assert conv.macs <= dense.macs
+    assert local.params >= conv.params
+    assert local.macs == conv.macs
+    assert conv.params - co == (local.params - co * h * w) // (h * w)
+
+
+def test_cost_ledger_table_and_bad_input():
+    from course_utils.shapes import cost_ledger
+
+    ledger = cost_ledger((3, 224, 224), 64)
+    assert [r.layer for r in ledger] == ["dense", "locally connected", "conv", "depthwise-separable"]
+    text = str(ledger)
+    assert "1,792" in text and "86,704,128" in text and "12.2 MiB" in text and "1.76 TiB" in text
+    with pytest.raises(ValueError, match="odd"):
+        cost_ledger((3, 8, 8), 4, kernel_size=2)
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        cost_ledger((1, 3, 8, 8), 4)
+    with pytest.raises(ValueError, match="out_channels"):
+        cost_ledger((3, 8, 8), 0)
