@@ -398,6 +398,277 @@ def show_feature_maps(
 
 
 # --------------------------------------------------------------------------------------------
+# Lessons 01 and 03: parameter growth, shift equivariance, kernel values, signed feature maps
+# --------------------------------------------------------------------------------------------
+
+__all__ += ["plot_first_layer_params", "plot_shift_comparison", "show_kernel_values", "show_signed_feature_maps"]
+
+
+def plot_first_layer_params(
+    sides: Sequence[int] = (8, 16, 32, 64, 128, 224, 512),
+    *,
+    units: int = 1000,
+    channels: int = 3,
+    out_channels: int = 64,
+    kernel_size: int = 3,
+    annotate: Sequence[int] = (32, 224),
+) -> Figure:
+    """Parameters of a first layer as the image grows: dense (``units`` neurons, and one neuron) against a conv.
+
+    Parameters
+    ----------
+    sides : sequence of int
+        Image sides (square ``channels×side×side`` images), drawn on a log-2 axis.
+    units : int, default 1000
+        Neurons of the dense layer.
+    channels : int, default 3
+        Input channels (3 for RGB).
+    out_channels, kernel_size : int
+        The conv layer, ``channels → out_channels`` with ``kernel_size×kernel_size`` kernels.
+    annotate : sequence of int
+        Sides at which the dense layer's count is written (in millions).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One Axes with three lines: "dense, {units:,} units", "dense, one neuron", and the conv.
+
+    Examples
+    --------
+    >>> fig = plot_first_layer_params((8, 16))
+    >>> [line.get_label() for line in fig.axes[0].lines]
+    ['dense, 1,000 units', 'dense, one neuron', 'conv 3×3, 3→64 channels']
+    """
+    from .shapes import conv_params, linear_params
+
+    if isinstance(sides, (str, bytes)) or not isinstance(sides, Sequence) or not sides:
+        raise ValueError(f"sides must be a non-empty sequence of image sides, got {sides!r}")
+    s = [int(v) for v in sides]
+    if any(v < 1 for v in s) or s != sorted(s):
+        raise ValueError(f"sides must be positive and increasing, got {list(sides)}")
+    dense = [linear_params(v * v * channels, units) for v in s]
+    one = [linear_params(v * v * channels, 1) for v in s]
+    conv = [conv_params(channels, out_channels, kernel_size)] * len(s)
+    fig, ax = new_figure(size=(6.0, 3.6))
+    ax.plot(s, dense, "o-", label=f"dense, {units:,} units")
+    ax.plot(s, one, "s--", label="dense, one neuron")
+    ax.plot(s, conv, "^-", label=f"conv {kernel_size}×{kernel_size}, {channels}→{out_channels} channels")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(s, [str(v) for v in s])
+    ax.set_xlabel(f"image side (pixels), {channels} channel{'s' if channels > 1 else ''}")
+    ax.set_ylabel("parameters (log scale)")
+    ax.set_title("first-layer parameters as the image grows")
+    ax.legend()
+    for v, n in zip(s, dense):
+        if v in annotate:
+            ax.annotate(f"{n / 1e6:.1f} M", (v, n), textcoords="offset points", xytext=(-10, 8), fontsize=8)
+    return fig
+
+
+def plot_shift_comparison(
+    x: Any,
+    x_shifted: Any,
+    shift_of_response: Any,
+    response_of_shifted: Any,
+    shift: tuple[int, int],
+) -> Figure:
+    """Four panels that show translation equivariance: x, shift(x), shift(conv(x)) and conv(shift(x)).
+
+    The two responses are drawn as magnitudes in grey, with an orange frame around the region
+    where they are compared: rows from ``dy`` and columns from ``dx`` on, where a shift made with
+    ``torch.roll`` has not wrapped anything round.
+
+    Parameters
+    ----------
+    x, x_shifted : tensor or array, H×W (or 1×1×H×W)
+        The input and the shifted input.
+    shift_of_response, response_of_shifted : tensor or array, H'×W' (or 1×1×H'×W')
+        ``shift(conv(x))`` and ``conv(shift(x))``; they must have the same shape.
+    shift : (int, int)
+        ``(dy, dx)``, non-negative.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Four Axes; the last two carry the comparison frame.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fig = plot_shift_comparison(np.zeros((6, 6)), np.zeros((6, 6)), np.zeros((4, 4)), np.zeros((4, 4)), (1, 2))
+    >>> [ax.get_title() for ax in fig.axes][1]
+    'x shifted by (1, 2)'
+    """
+    from matplotlib.patches import Rectangle
+
+    def grid(v, name):
+        a = _as_numpy(v, name).astype(np.float64)
+        a = a.reshape(a.shape[-2:]) if a.ndim > 2 and int(np.prod(a.shape[:-2])) == 1 else a
+        if a.ndim != 2:
+            raise ValueError(f"{name} must be one H×W map (or 1×1×H×W), got shape {tuple(a.shape)}")
+        return a
+
+    panels = [grid(x, "x"), grid(x_shifted, "x_shifted"), grid(shift_of_response, "shift_of_response"),
+              grid(response_of_shifted, "response_of_shifted")]
+    if panels[2].shape != panels[3].shape:
+        raise ValueError(f"shift_of_response {panels[2].shape} and response_of_shifted {panels[3].shape} "
+                         "must have the same shape: they are the two sides of the comparison")
+    try:
+        dy, dx = (int(v) for v in shift)
+    except (TypeError, ValueError):
+        raise ValueError(f"shift must be a pair (dy, dx) of ints, got {shift!r}") from None
+    oh, ow = panels[2].shape
+    if not (0 <= dy < oh and 0 <= dx < ow):
+        raise ValueError(f"shift {shift!r} must be non-negative and smaller than the response, {oh}×{ow}")
+    titles = ["x", f"x shifted by ({dy}, {dx})", "shift(conv(x))", "conv(shift(x))"]
+    fig, axes = new_figure(1, 4, size=(11.0, 3.2))
+    for i, (ax, a, t) in enumerate(zip(axes, panels, titles)):
+        ax.imshow(np.abs(a) if i >= 2 else a, cmap="gray")
+        ax.set_title(t, fontsize=9)
+        ax.set_axis_off()
+    for ax in axes[2:]:
+        ax.add_patch(Rectangle((dx - 0.5, dy - 0.5), ow - dx, oh - dy, fill=False,
+                               edgecolor=PALETTE[1], linewidth=1.5))
+    fig.suptitle("the response moves with the picture (orange: where the two are compared)", fontsize=10)
+    return fig
+
+
+def _kernel_list(kernels: Any, name: str) -> list[np.ndarray]:
+    if isinstance(kernels, Mapping):
+        kernels = list(kernels.values())
+    if isinstance(kernels, (list, tuple)):
+        if not kernels:
+            raise ValueError(f"{name} is empty: pass at least one kernel")
+        out = [_as_numpy(k, name).astype(np.float64) for k in kernels]
+    else:
+        a = _as_numpy(kernels, name).astype(np.float64)
+        out = [a] if a.ndim == 2 else list(a.reshape(-1, *a.shape[-2:]))
+    out = [k.reshape(k.shape[-2:]) if k.ndim > 2 and int(np.prod(k.shape[:-2])) == 1 else k for k in out]
+    for k in out:
+        if k.ndim != 2:
+            raise ValueError(f"each kernel in {name} must be a 2-D kh×kw matrix, got shape {tuple(k.shape)}")
+        if max(k.shape) > 9:
+            raise ValueError(f"kernels up to 9×9 can have their values written; got {k.shape[0]}×{k.shape[1]}")
+    return out
+
+
+def show_kernel_values(kernels: Any, *, titles: Sequence[str] | None = None, title: str | None = None,
+                       size: float = 2.0, decimals: int = 2) -> Figure:
+    """Draw small 2-D kernels side by side with every weight written in its cell.
+
+    Colours use a diverging map centred at 0 (red positive, blue negative), one shared range for
+    all panels so that equal weights look equal.
+
+    Parameters
+    ----------
+    kernels : mapping of title -> kernel, sequence of kernels, or a tensor/array of them
+        Each kernel is kh×kw (or 1×1×kh×kw), at most 9×9. A mapping supplies the titles.
+    titles : sequence of str, optional
+        One per kernel (ignored for a mapping).
+    title : str, optional
+        Figure title.
+    size : float
+        Inches per panel.
+    decimals : int
+        Decimals of the written values.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One Axes per kernel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fig = show_kernel_values({"Sobel x": [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], "zero": np.zeros((3, 3))})
+    >>> [ax.get_title() for ax in fig.axes]
+    ['Sobel x', 'zero']
+    """
+    if isinstance(kernels, Mapping):
+        titles = [str(k) for k in kernels]
+        kernels = [np.asarray(v, dtype=np.float64) if isinstance(v, (list, tuple)) else v for v in kernels.values()]
+    mats = _kernel_list(kernels, "kernels")
+    if titles is not None and len(titles) != len(mats):
+        raise ValueError(f"got {len(titles)} titles for {len(mats)} kernels; pass one title per kernel")
+    limit = max(float(np.abs(m).max()) for m in mats) or 1.0
+    fig, axes = new_figure(1, len(mats), size=(size * len(mats), size + 0.5), squeeze=False)
+    for i, (ax, m) in enumerate(zip(axes[0], mats)):
+        ax.imshow(m, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        for (r, c), v in np.ndenumerate(m):
+            v = round(float(v), decimals) + 0.0          # + 0.0 turns -0.0 into 0.0
+            ax.text(c, r, f"{v:.{decimals}f}".rstrip("0").rstrip(".") if decimals else f"{v:.0f}",
+                    ha="center", va="center", fontsize=9,
+                    color="white" if abs(v) > 0.6 * limit else "black")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def show_signed_feature_maps(maps: Any, *, titles: Sequence[str] | None = None, ncols: int = 4,
+                             size: float = 2.4, title: str | None = None) -> Figure:
+    """Draw feature maps whose values have a sign, on a diverging colour map centred at 0.
+
+    Each panel gets its own symmetric range ``[-m, m]`` (``m`` its largest magnitude) and its own
+    colour bar, so white is always 0, red positive and blue negative. Use it for maps before a
+    ReLU (edge responses, colour differences); :func:`show_feature_maps` suits maps that are
+    all of one sign.
+
+    Parameters
+    ----------
+    maps : tensor or array, C×H×W or 1×C×H×W
+        The activations of one image.
+    titles : sequence of str, optional
+        One per channel; defaults to "ch 0", "ch 1", ...
+    ncols : int
+        Panels per row.
+    size : float
+        Inches per panel.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One image Axes per channel, plus one colour-bar Axes each.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fig = show_signed_feature_maps(np.array([[[-1.0, 2.0], [0.0, 1.0]]]))
+    >>> fig.axes[0].images[0].get_clim()
+    (-2.0, 2.0)
+    """
+    m = _as_numpy(maps, "maps").astype(np.float64)
+    if m.ndim == 4 and m.shape[0] == 1:
+        m = m[0]
+    if m.ndim != 3:
+        raise ValueError(f"maps must be C×H×W or 1×C×H×W (one image), got shape {tuple(m.shape)}")
+    c = m.shape[0]
+    if titles is not None and len(titles) != c:
+        raise ValueError(f"got {len(titles)} titles for {c} channels; pass one title per channel")
+    ncols = max(1, min(int(ncols), c))
+    nrows = math.ceil(c / ncols)
+    fig, axes = new_figure(nrows, ncols, size=(size * ncols * 1.15, size * nrows + 0.4), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i >= c:
+            continue
+        limit = float(np.abs(m[i]).max()) or 1.0
+        image = ax.imshow(m[i], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        fig.colorbar(image, ax=ax, shrink=0.8)
+        ax.set_title(titles[i] if titles is not None else f"ch {i}", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------
 

@@ -167,3 +167,73 @@ def test_course_style_is_applied():
     plots.use_course_style()
     assert mpl.rcParams["image.interpolation"] == "nearest"
     assert mpl.rcParams["axes.spines.top"] is False
+
+
+# --- lessons 01 and 03: parameter growth, shift comparison, kernel values, signed maps ---------
+
+def test_first_layer_params_plots_the_counts_of_shapes():
+    from course_utils.plots import plot_first_layer_params
+    from course_utils.shapes import conv_params, linear_params
+
+    sides = (8, 32, 224)
+    fig = plot_first_layer_params(sides, units=10, out_channels=16)
+    dense, one, conv = fig.axes[0].lines
+    assert list(dense.get_ydata()) == [linear_params(s * s * 3, 10) for s in sides]
+    assert list(one.get_ydata()) == [linear_params(s * s * 3, 1) for s in sides]
+    assert list(conv.get_ydata()) == [conv_params(3, 16, 3)] * 3
+    assert conv.get_label() == "conv 3×3, 3→16 channels"
+    # Written at sides 32 and 224: 32·32·3·10 + 10 = 30,730 and 224·224·3·10 + 10 = 1,505,290.
+    assert [t.get_text() for t in fig.axes[0].texts] == ["0.0 M", "1.5 M"]
+    with pytest.raises(ValueError, match="increasing"):
+        plot_first_layer_params((32, 8))
+
+
+def test_shift_comparison_frames_the_compared_region():
+    from course_utils.plots import plot_shift_comparison
+
+    x = torch.rand(1, 1, 10, 12)
+    fig = plot_shift_comparison(x, x, torch.zeros(8, 10), -torch.ones(1, 1, 8, 10), (2, 3))
+    assert [ax.get_title() for ax in fig.axes] == ["x", "x shifted by (2, 3)", "shift(conv(x))", "conv(shift(x))"]
+    frames = [p for ax in fig.axes[2:] for p in ax.patches]
+    assert len(frames) == 2
+    assert frames[0].get_xy() == (2.5, 1.5) and frames[0].get_width() == 7 and frames[0].get_height() == 6
+    # Responses are drawn as magnitudes: the all-negative map shows as 1 everywhere.
+    assert np.allclose(fig.axes[3].images[0].get_array(), 1.0)
+    with pytest.raises(ValueError, match="same shape"):
+        plot_shift_comparison(x, x, torch.zeros(8, 10), torch.zeros(8, 9), (1, 1))
+    with pytest.raises(ValueError, match="non-negative"):
+        plot_shift_comparison(x, x, torch.zeros(8, 10), torch.zeros(8, 10), (-1, 0))
+
+
+def test_show_kernel_values_writes_every_weight_on_a_zero_centred_scale():
+    from course_utils.plots import show_kernel_values
+
+    sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    learned = sobel + 0.004 * torch.tensor([[1.0, -1.0, 0.0]] * 3)
+    fig = show_kernel_values({"Sobel": sobel, "learned": learned[None, None], "negative zero": -torch.zeros(3, 3)})
+    assert [ax.get_title() for ax in fig.axes] == ["Sobel", "learned", "negative zero"]
+    assert [t.get_text() for t in fig.axes[0].texts] == ["-1", "0", "1", "-2", "0", "2", "-1", "0", "1"]
+    assert fig.axes[1].texts[0].get_text() == "-1"            # -0.996 rounds to -1 at 2 decimals
+    assert {t.get_text() for t in fig.axes[2].texts} == {"0"}
+    for ax in fig.axes:
+        assert ax.images[0].get_clim() == (-2.0, 2.0)          # one shared range, centred at 0
+    with pytest.raises(ValueError, match="one title per kernel"):
+        show_kernel_values([sobel, sobel], titles=["a"])
+    with pytest.raises(ValueError, match="up to 9×9"):
+        show_kernel_values([torch.zeros(11, 11)])
+
+
+def test_show_signed_feature_maps_centres_each_panel_at_zero():
+    from course_utils.plots import show_signed_feature_maps
+
+    maps = torch.stack([torch.linspace(-1, 3, 16).view(4, 4), torch.linspace(-5, 0.5, 16).view(4, 4)])
+    fig = show_signed_feature_maps(maps[None], titles=["a", "b"])
+    image_axes = [ax for ax in fig.axes if ax.images and ax.get_title()]
+    assert [ax.get_title() for ax in image_axes] == ["a", "b"]
+    assert [ax.images[0].get_clim() for ax in image_axes] == [(-3.0, 3.0), (-5.0, 5.0)]
+    assert image_axes[0].images[0].get_cmap().name == "RdBu_r"
+    assert len(fig.axes) == 4                                 # two maps, two colour bars
+    with pytest.raises(ValueError, match="one title per channel"):
+        show_signed_feature_maps(maps, titles=["a"])
+    with pytest.raises(ValueError, match="one image"):
+        show_signed_feature_maps(torch.zeros(2, 2, 4, 4))
