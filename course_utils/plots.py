@@ -804,3 +804,151 @@ def plot_confusion_matrix(
     fig.colorbar(image, ax=ax, shrink=0.8, label="fraction of true class" if normalize else "count")
     ax.set_title(title or ("confusion matrix (rows sum to 1)" if normalize else "confusion matrix"))
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Training pictures for lessons 06-07: curves labelled by what was measured, the learning-rate
+# schedule, per-layer activation statistics. (Appended; they use only the helpers above.)
+# --------------------------------------------------------------------------------------------
+
+__all__ += ["plot_training", "plot_lr_schedule", "plot_activation_stats"]
+
+
+def plot_training(history: Any, *, title: str | None = None) -> Figure:
+    """Loss and accuracy per epoch, with the held-out curve named after what it measured.
+
+    Like :func:`plot_history`, but a run trained on a validation split (``history.eval_set ==
+    "validation"``) is labelled "validation", not "test", and a run with ``train_eval_acc``
+    (``fit(..., eval_train=True)``) also shows the training accuracy measured in evaluation mode
+    (dotted).
+
+    Parameters
+    ----------
+    history : History or dict of name -> History
+        One run, or several keyed by name to compare on the same axes.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two panels: loss and accuracy against the epoch.
+
+    Examples
+    --------
+    >>> from course_utils.train import History
+    >>> fig = plot_training(History(epoch=[1, 2], train_loss=[2, 1], test_loss=[2, 1.5],
+    ...                             train_acc=[.3, .5], test_acc=[.3, .4], eval_set="validation"))
+    >>> sorted(line.get_label() for line in fig.axes[1].lines)
+    ['train', 'validation']
+    """
+    if hasattr(history, "to_dict"):
+        runs = {"": history}
+    elif isinstance(history, Mapping) and history and all(hasattr(v, "to_dict") for v in history.values()):
+        runs = {str(k): v for k, v in history.items()}
+    else:
+        raise TypeError("history must be a History from fit or a dict of name -> History, "
+                        f"got {type(history).__name__}")
+    fig, (ax_loss, ax_acc) = new_figure(1, 2, size=(9.0, 3.4))
+    for i, (run, h) in enumerate(runs.items()):
+        colour = PALETTE[i % len(PALETTE)]
+        epochs = list(h.epoch) or list(range(1, len(h.test_acc) + 1))
+        held_out = getattr(h, "eval_set", "test")
+        prefix = f"{run}: " if run else ""
+        for values, ax, style, label in (
+            (h.train_loss, ax_loss, "--", "train"),
+            (h.test_loss, ax_loss, "-", held_out),
+            (h.train_acc, ax_acc, "--", "train"),
+            (h.test_acc, ax_acc, "-", held_out),
+            (getattr(h, "train_eval_acc", []), ax_acc, ":", "train (eval mode)"),
+        ):
+            if len(values) == len(epochs) and len(values):
+                ax.plot(epochs, values, style, marker="o", markersize=3, color=colour, label=prefix + label)
+    for ax, name in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.lines:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_lr_schedule(lrs: Sequence[float], steps_per_epoch: int | None = None, *, title: str | None = None) -> Figure:
+    """The learning rate at every training step, with the epoch boundaries marked.
+
+    Parameters
+    ----------
+    lrs : sequence of float
+        One learning rate per step (``course_utils.train.lr_schedule``).
+    steps_per_epoch : int, optional
+        Draw a faint vertical line at the start of every epoch.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = plot_lr_schedule([0.1, 0.5, 1.0, 0.5, 0.0], steps_per_epoch=2)
+    >>> fig.axes[0].get_ylabel()
+    'learning rate'
+    """
+    values = np.asarray(list(lrs), dtype=float)
+    if values.ndim != 1 or len(values) == 0 or not np.all(np.isfinite(values)):
+        raise ValueError("lrs must be a non-empty sequence of finite learning rates, one per step")
+    fig, ax = new_figure(1, 1, size=(6.0, 2.8))
+    ax.plot(np.arange(len(values)), values, color=PALETTE[0])
+    if steps_per_epoch:
+        for start in range(steps_per_epoch, len(values), steps_per_epoch):
+            ax.axvline(start, color="0.8", linewidth=0.8, zorder=0)
+    ax.set_xlabel("training step" + (" (grey lines: new epoch)" if steps_per_epoch else ""))
+    ax.set_ylabel("learning rate")
+    ax.set_title(title or "learning-rate schedule")
+    return fig
+
+
+def plot_activation_stats(recorders: Mapping[str, Any], *, title: str | None = None) -> Figure:
+    """Per-layer mean and standard deviation of the activations over training, one row per run.
+
+    Parameters
+    ----------
+    recorders : dict of name -> ActivationRecorder
+        Runs to compare (``course_utils.train.ActivationRecorder`` after training).
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``len(recorders)`` rows × 2 panels (mean, std), one line per layer, log scale for the std.
+
+    Examples
+    --------
+    >>> class Rec:
+    ...     names, steps = ["relu 1"], [0, 1]
+    ...     means, stds = {"relu 1": [0.5, 0.4]}, {"relu 1": [1.0, 0.8]}
+    >>> fig = plot_activation_stats({"plain": Rec()})
+    >>> len(fig.axes)
+    2
+    """
+    if not isinstance(recorders, Mapping) or not recorders:
+        raise ValueError("recorders must be a non-empty dict of name -> ActivationRecorder")
+    fig, axes = new_figure(len(recorders), 2, size=(9.0, 2.6 * len(recorders)), squeeze=False)
+    for row, (run, rec) in enumerate(recorders.items()):
+        for name_i, name in enumerate(rec.names):
+            colour = PALETTE[name_i % len(PALETTE)]
+            steps = rec.steps[: len(rec.means[name])]
+            axes[row][0].plot(steps, rec.means[name], color=colour, label=name)
+            axes[row][1].plot(steps, rec.stds[name], color=colour, label=name)
+        axes[row][0].set_title(f"{run}: mean of each layer's output")
+        axes[row][1].set_title(f"{run}: std of each layer's output")
+        axes[row][1].set_yscale("log")
+        for ax in axes[row]:
+            ax.set_xlabel("training step")
+        axes[row][1].legend(fontsize=7, ncols=2)
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -134,6 +134,10 @@ from torch.nn import functional as F
 
 __all__ += [
     "History",
+    "Split",
+    "holdout_split",
+    "lr_schedule",
+    "ActivationRecorder",
     "BatchLoader",
     "iterate_batches",
     "random_crop",
@@ -169,6 +173,14 @@ class History:
         Anything the reader must know about the run (grading mode, synthetic data, precision).
     precision : str
         ``"bf16"`` when the training step ran under bfloat16 autocast, else ``"fp32"``.
+    eval_set : str
+        What ``test_loss``/``test_acc`` were measured on after each epoch: ``"test"`` (the data's
+        test images) or ``"validation"`` (a :class:`Split`'s held-out training images).
+    train_eval_acc : list of float
+        With ``fit(..., eval_train=True)``: accuracy on (at most ``TRAIN_EVAL_IMAGES`` of) the
+        training images, un-augmented and in evaluation mode, after each epoch. ``train_acc`` is
+        measured on the fly, on augmented batches with dropout on and the weights still moving, so
+        it understates what the model has learned; this one does not.
 
     Examples
     --------
@@ -187,6 +199,16 @@ class History:
     train_seconds: list[float] = field(default_factory=list)
     note: str = ""
     precision: str = "fp32"
+    eval_set: str = "test"
+    train_eval_acc: list[float] = field(default_factory=list)
+
+    @property
+    def val_acc(self) -> list[float]:
+        """Per-epoch validation accuracy (``test_acc`` when ``eval_set == "validation"``)."""
+        if self.eval_set != "validation":
+            raise AttributeError("this run was evaluated on the test set, not on a validation split; "
+                                 "read test_acc, or train on holdout_split(...) to get val_acc")
+        return self.test_acc
 
     @property
     def best_test_acc(self) -> float:
@@ -202,12 +224,92 @@ class History:
         return json.dumps(self.to_dict())
 
 
+# ---------------------------------------------------------------- validation split
+
+
+@dataclass
+class Split:
+    """Training images with a validation set held out of them; the test set is not in here.
+
+    ``fit`` trains on ``train_*`` and evaluates on ``val_*`` after every epoch (``History.eval_set``
+    is ``"validation"``), so choices made by watching the curves never touch the test set, which
+    is scored once, at the end, with :func:`evaluate`.
+
+    Attributes
+    ----------
+    train_images, train_labels, val_images, val_labels : torch.Tensor
+    source : str
+        Where the images came from, and how many went where.
+    synthetic : bool
+        True when the images are the offline stand-in, not CIFAR-10.
+    """
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    val_images: torch.Tensor
+    val_labels: torch.Tensor
+    source: str = ""
+    synthetic: bool = False
+
+
+def holdout_split(data: Any, val_size: int, train_size: int | None = None, seed: int = 0) -> Split:
+    """Hold ``val_size`` random training images out as a validation set; optionally keep a subset.
+
+    Parameters
+    ----------
+    data : Cifar10 or 4-tuple
+        ``load_cifar10()``'s result or ``(train_images, train_labels, test_images, test_labels)``;
+        only the training half is used.
+    val_size : int
+        Images held out for validation (drawn at random, without replacement).
+    train_size : int, optional
+        Keep only this many of the remaining training images (a fixed random subset); ``None``
+        keeps them all.
+    seed : int
+        The same seed gives the same split.
+
+    Returns
+    -------
+    Split
+
+    Examples
+    --------
+    >>> x = torch.zeros(100, 3, 8, 8, dtype=torch.uint8)
+    >>> s = holdout_split((x, torch.arange(100) % 10, x[:5], torch.zeros(5, dtype=torch.long)), 20, 50)
+    >>> len(s.train_images), len(s.val_images)
+    (50, 20)
+    """
+    train_x, train_y, _, _ = _unpack_data(data)
+    val_size = _check_positive_int(val_size, "val_size")
+    if train_size is not None:
+        train_size = _check_positive_int(train_size, "train_size")
+    available = len(train_x) - val_size
+    if available < 1:
+        raise ValueError(f"val_size={val_size} leaves no training images (the data has {len(train_x)}); "
+                         "choose a smaller val_size")
+    if train_size is not None and train_size > available:
+        raise ValueError(f"train_size={train_size} is more than the {available} images left after holding out "
+                         f"val_size={val_size}; choose a smaller train_size or val_size")
+    order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(int(seed)))
+    val_idx = order[:val_size]
+    train_idx = order[val_size:] if train_size is None else order[val_size:val_size + train_size]
+    source = getattr(data, "source", "") or "given tensors"
+    return Split(train_x[train_idx], train_y[train_idx], train_x[val_idx], train_y[val_idx],
+                 source=f"{source}; {len(train_idx):,} training / {len(val_idx):,} validation images (seed {seed})",
+                 synthetic=bool(getattr(data, "synthetic", False)))
+
+
 # ---------------------------------------------------------------- input checking
 
 
 def _unpack_data(data: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Accept a ``Cifar10`` (anything with train/test images and labels) or a 4-tuple."""
-    if all(hasattr(data, a) for a in ("train_images", "train_labels", "test_images", "test_labels")):
+    """Accept a ``Cifar10`` (anything with train/test images and labels), a ``Split`` or a 4-tuple.
+
+    For a ``Split`` the third and fourth entries are its validation images and labels.
+    """
+    if isinstance(data, Split):
+        parts = (data.train_images, data.train_labels, data.val_images, data.val_labels)
+    elif all(hasattr(data, a) for a in ("train_images", "train_labels", "test_images", "test_labels")):
         parts = (data.train_images, data.train_labels, data.test_images, data.test_labels)
     elif isinstance(data, (tuple, list)) and len(data) == 4:
         parts = tuple(data)
@@ -216,7 +318,8 @@ def _unpack_data(data: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, t
             "data must be a Cifar10 from course_utils.data.load_cifar10() or a tuple "
             f"(train_images, train_labels, test_images, test_labels), got {type(data).__name__}"
         )
-    names = ("train_images", "train_labels", "test_images", "test_labels")
+    names = (("train_images", "train_labels", "val_images", "val_labels") if isinstance(data, Split)
+             else ("train_images", "train_labels", "test_images", "test_labels"))
     train_x, train_y = _check_images(parts[0], names[0]), _check_labels(parts[1], names[1])
     test_x, test_y = _check_images(parts[2], names[2]), _check_labels(parts[3], names[3])
     for x, y, nx, ny in ((train_x, train_y, names[0], names[1]), (test_x, test_y, names[2], names[3])):
@@ -615,11 +718,11 @@ class _LivePlot:
         from IPython.display import Image, display
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-        from .plots import plot_history
+        from .plots import plot_training
 
         import io
 
-        fig = plot_history(history, title=title)
+        fig = plot_training(history, title=title)
         buf = io.BytesIO()
         FigureCanvasAgg(fig).print_png(buf)
         image = Image(data=buf.getvalue(), format="png")
@@ -662,13 +765,15 @@ def fit(
     progress: bool = True,
     live_plot: bool = True,
     amp: bool | str = "auto",
+    eval_train: bool = False,
 ) -> History:
     """Train a classifier on images held in memory and return its per-epoch history.
 
     The recipe: SGD with Nesterov momentum, a one-cycle learning-rate schedule (warm up to ``lr``
     over the first quarter of the steps, then anneal towards zero), label smoothing, weight decay,
     and random crops (4-pixel padding) plus horizontal flips done on whole batches of tensors.
-    After every epoch the model is evaluated on the test images.
+    After every epoch the model is evaluated on the test images, or, when ``data`` is a
+    :class:`Split` from :func:`holdout_split`, on the validation images (``history.eval_set``).
 
     It uses the machine without being asked: the model and batches are put in channels-last
     memory layout (faster convolutions), the CPU runs one thread per physical core (restored
@@ -706,6 +811,10 @@ def fit(
         In a notebook, redraw the loss and accuracy curves after every epoch.
     amp : "auto", True or False
         bfloat16 autocast for the training step (see above).
+    eval_train : bool
+        Also measure, after each epoch, the accuracy on the first ``TRAIN_EVAL_IMAGES`` training
+        images without augmentation and in evaluation mode (``history.train_eval_acc``): the
+        fair number to compare with the validation accuracy when judging under- or overfitting.
 
     Returns
     -------
@@ -736,6 +845,9 @@ def fit(
         raise ValueError(f"label_smoothing must be below 1, got {label_smoothing!r}")
     if amp not in ("auto", True, False):
         raise ValueError(f"amp must be 'auto', True or False, got {amp!r}")
+    if not isinstance(eval_train, bool):
+        raise TypeError(f"eval_train must be True or False, got {eval_train!r}")
+    eval_set = "validation" if isinstance(data, Split) else "test"
     seed = seed_everything(seed)
     device = torch.device(device) if isinstance(device, torch.device) else choose_device(device)
 
@@ -787,7 +899,8 @@ def fit(
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, _one_cycle(epochs * steps_per_epoch, warmup=0.25))
-        history = History(note="; ".join(notes), precision=precision)
+        history = History(note="; ".join(notes), precision=precision, eval_set=eval_set)
+        train_eval_limit = min(len(train_x), TRAIN_EVAL_IMAGES, test_limit if max_batches else len(train_x))
         live = _LivePlot(live_plot)
         bar_factory = _tqdm() if progress else None
         train_time = 0.0
@@ -829,16 +942,60 @@ def fit(
             history.test_loss.append(test_loss)
             history.test_acc.append(test_acc)
             history.lr.append(float(optimizer.param_groups[0]["lr"]))
+            if eval_train:
+                _, train_eval_acc = _evaluate_tensors(model, train_x[:train_eval_limit], train_y[:train_eval_limit],
+                                                      1024, device, channels_last)
+                history.train_eval_acc.append(train_eval_acc)
             history.seconds.append(time.perf_counter() - start)
             history.train_seconds.append(train_time)
             if bar is not None:
-                bar.set_postfix_str(f"loss {train_loss:.3f}  train acc {train_acc:.1%}  test acc {test_acc:.1%}")
+                bar.set_postfix_str(f"loss {train_loss:.3f}  train acc {train_acc:.1%}  {eval_set} acc {test_acc:.1%}")
                 bar.close()
             live.update(history, title=f"{type(model).__name__}: epoch {epoch}/{epochs}, {precision}")
     finally:
         torch.set_num_threads(old_threads)
     model.eval()
     return history
+
+
+# eval_train measures at most this many training images per epoch: enough for a fair estimate,
+# few enough that it costs a fraction of an epoch on the full training set.
+TRAIN_EVAL_IMAGES = 10_000
+
+
+def lr_schedule(epochs: int, steps_per_epoch: int, lr: float = 0.05, warmup: float = 0.25) -> list[float]:
+    """The learning rate ``fit`` uses at every step: its one-cycle schedule, for plotting.
+
+    It rises linearly from ``0.1 * lr`` to ``lr`` over the first ``warmup`` fraction of the steps
+    (a gentle start while the weights are random), then falls linearly to 0 at the last step (large
+    steps explore, small steps settle into a minimum).
+
+    Parameters
+    ----------
+    epochs, steps_per_epoch : int
+    lr : float
+        Peak learning rate.
+    warmup : float
+        Fraction of the steps spent rising, in [0, 1).
+
+    Returns
+    -------
+    list of float
+        ``epochs * steps_per_epoch`` learning rates, one per step.
+
+    Examples
+    --------
+    >>> [round(v, 3) for v in lr_schedule(1, 4, lr=1.0)]
+    [0.1, 1.0, 0.667, 0.333]
+    """
+    epochs = _check_positive_int(epochs, "epochs")
+    steps_per_epoch = _check_positive_int(steps_per_epoch, "steps_per_epoch")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or not 0 <= warmup < 1:
+        raise ValueError(f"warmup must be a fraction in [0, 1), got {warmup!r}")
+    factor = _one_cycle(epochs * steps_per_epoch, warmup)
+    return [lr * factor(step) for step in range(epochs * steps_per_epoch)]
 
 
 def _one_cycle(total_steps: int, warmup: float = 0.25):
@@ -857,6 +1014,94 @@ def _tqdm():
     from tqdm.auto import tqdm
 
     return tqdm
+
+
+# ---------------------------------------------------------------- activation statistics
+
+
+class ActivationRecorder:
+    """Record the mean and standard deviation of chosen layers' outputs during training.
+
+    Forward hooks on the layers note, every ``every``-th training forward pass (the model in
+    training mode, gradients on), the mean and std of each layer's output over the whole batch.
+    Evaluation passes are not recorded. Use it around ``fit``::
+
+        with ActivationRecorder(model) as rec:
+            fit(model, data)
+        rec.means["relu 3"]   # one value per recorded step
+
+    Parameters
+    ----------
+    model : nn.Module
+    layer_type : type
+        Record every module of this type (default ``nn.ReLU``: each block's activations), named
+        ``"relu 1"``, ``"relu 2"``, ... in the order they appear in the model.
+    every : int
+        Record one training step in ``every``.
+
+    Attributes
+    ----------
+    names : list of str
+    steps : list of int
+        The training forward passes that were recorded (counting from 0).
+    means, stds : dict of str -> list of float
+
+    Examples
+    --------
+    >>> from course_utils.models import TinyCNN
+    >>> m = TinyCNN().train()
+    >>> with ActivationRecorder(m) as rec:
+    ...     _ = m(torch.randn(4, 3, 32, 32))
+    >>> rec.names, len(rec.means["relu 1"])
+    (['relu 1', 'relu 2'], 1)
+    """
+
+    def __init__(self, model: nn.Module, layer_type: type = nn.ReLU, every: int = 1) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not (isinstance(layer_type, type) and issubclass(layer_type, nn.Module)):
+            raise TypeError(f"layer_type must be an nn.Module class such as nn.ReLU, got {layer_type!r}")
+        self.every = _check_positive_int(every, "every")
+        self.model = model
+        self.layers = [m for m in model.modules() if isinstance(m, layer_type)]
+        if not self.layers:
+            raise ValueError(f"model has no {layer_type.__name__} layer to record")
+        prefix = layer_type.__name__.lower()
+        self.names = [f"{prefix} {i}" for i in range(1, len(self.layers) + 1)]
+        self.means: dict[str, list[float]] = {n: [] for n in self.names}
+        self.stds: dict[str, list[float]] = {n: [] for n in self.names}
+        self.steps: list[int] = []
+        self._handles: list[Any] = []
+        self._calls = 0
+
+    def _hook(self, name: str, first: bool):
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            if not (module.training and torch.is_grad_enabled()) or not isinstance(output, torch.Tensor):
+                return
+            if first:  # the first recorded layer counts the training forward passes
+                self._calls += 1
+                if (self._calls - 1) % self.every == 0:
+                    self.steps.append(self._calls - 1)
+            if (self._calls - 1) % self.every == 0:
+                with torch.no_grad():
+                    out = output.detach().float()
+                    self.means[name].append(float(out.mean()))
+                    self.stds[name].append(float(out.std()))
+        return hook
+
+    def __enter__(self) -> "ActivationRecorder":
+        self._handles = [layer.register_forward_hook(self._hook(name, i == 0))
+                         for i, (name, layer) in enumerate(zip(self.names, self.layers))]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        """Detach the hooks (done automatically at the end of a ``with`` block)."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
 
 
 # ---------------------------------------------------------------- evaluate, predict

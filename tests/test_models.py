@@ -95,3 +95,51 @@ def test_conv_block_layers():
 def test_bad_arguments_are_named(kwargs, error, argument):
     with pytest.raises(error, match=argument):
         TinyCNN(**kwargs)
+
+
+def test_batchnorm_convolutions_have_no_bias():
+    # BatchNorm subtracts the channel mean right after the conv, so a conv bias could never matter.
+    m = TinyCNN(batchnorm=True)
+    convs = [c for c in m.features if isinstance(c, nn.Conv2d)]
+    assert all(c.bias is None for c in convs)
+    assert sum(p.numel() for p in m.parameters()) - 60362 == 2 * (32 + 64) - (32 + 64)
+    assert all(c.bias is not None for c in TinyCNN().features if isinstance(c, nn.Conv2d))
+
+
+def test_gap_head_averages_the_last_maps_then_maps_64_numbers_to_scores():
+    torch.manual_seed(0)
+    m = TinyCNN(num_classes=7, head="gap").eval()
+    assert _layer_names(m.classifier) == ["AdaptiveAvgPool2d", "Flatten", "Linear"]
+    assert sum(p.numel() for p in m.classifier.parameters()) == 64 * 7 + 7
+    x = torch.randn(3, 3, 32, 32)
+    expected = m.classifier[-1](m.features(x).mean(dim=(2, 3)))
+    torch.testing.assert_close(m(x), expected)
+    # Any input size works with a GAP head.
+    assert m(torch.randn(2, 3, 48, 40)).shape == (2, 7)
+    with pytest.raises(ValueError, match="head"):
+        TinyCNN(head="attention")
+
+
+@pytest.mark.parametrize("depth", [2, 3, 6, 8])
+def test_deep_cnn_has_depth_convs_and_bn_when_asked(depth):
+    from course_utils.models import DeepCNN
+
+    plain, bn = DeepCNN(depth, 8), DeepCNN(depth, 8, batchnorm=True)
+    assert sum(isinstance(l, nn.Conv2d) for l in plain.modules()) == depth
+    assert sum(isinstance(l, nn.BatchNorm2d) for l in plain.modules()) == 0
+    assert sum(isinstance(l, nn.BatchNorm2d) for l in bn.modules()) == depth
+    assert all(c.bias is None for c in bn.modules() if isinstance(c, nn.Conv2d))
+    # Two pools at most (32 -> 16 -> 8), never after the last conv.
+    assert 1 <= sum(isinstance(l, nn.MaxPool2d) for l in plain.modules()) <= 2
+    assert not isinstance(plain.features[-1], nn.MaxPool2d)
+    assert plain(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("kwargs, argument", [
+    ({"depth": 1}, "depth"), ({"width": 0}, "width"), ({"num_classes": 0}, "num_classes"), ({"depth": 2.0}, "depth"),
+])
+def test_deep_cnn_bad_arguments_are_named(kwargs, argument):
+    from course_utils.models import DeepCNN
+
+    with pytest.raises(ValueError, match=argument):
+        DeepCNN(**kwargs)

@@ -583,3 +583,103 @@ def test_history_plots_with_the_course_plotting_function():
                 test_acc=[0.3, 0.4], lr=[0.1, 0.0], seconds=[1.0, 2.0])
     assert len(plot_history(h).axes) == 2
     assert train.__all__.count("fit") == 1
+
+
+# ---------------------------------------------------------------- validation split, eval-mode
+# training accuracy, learning-rate schedule, activation statistics (lessons 06-07)
+
+
+def test_holdout_split_is_disjoint_seeded_and_leaves_the_test_set_alone():
+    n = 100
+    # Each image holds its own index as its pixel value, so we can tell where every image went.
+    x = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 3, 4, 4).contiguous()
+    y = torch.arange(n) % 10
+    test_x = torch.full((7, 3, 4, 4), 255, dtype=torch.uint8)
+    split = train.holdout_split((x, y, test_x, torch.zeros(7, dtype=torch.long)), val_size=20, train_size=50, seed=3)
+    train_ids = split.train_images[:, 0, 0, 0].long()
+    val_ids = split.val_images[:, 0, 0, 0].long()
+    assert len(train_ids) == 50 and len(val_ids) == 20
+    assert not set(train_ids.tolist()) & set(val_ids.tolist())
+    assert 255 not in train_ids.tolist() + val_ids.tolist()  # no test image in either part
+    assert torch.equal(split.train_labels, train_ids % 10) and torch.equal(split.val_labels, val_ids % 10)
+    again = train.holdout_split((x, y, test_x, torch.zeros(7, dtype=torch.long)), 20, 50, seed=3)
+    assert torch.equal(again.train_images, split.train_images)
+    other = train.holdout_split((x, y, test_x, torch.zeros(7, dtype=torch.long)), 20, 50, seed=4)
+    assert not torch.equal(other.val_images, split.val_images)
+    everything = train.holdout_split((x, y, test_x, torch.zeros(7, dtype=torch.long)), 30)
+    assert len(everything.train_images) == 70
+    assert "70 training / 30 validation" in everything.source
+
+
+@pytest.mark.parametrize("kwargs, argument", [
+    ({"val_size": 0}, "val_size"), ({"val_size": 64}, "val_size"),
+    ({"val_size": 10, "train_size": 60}, "train_size"), ({"val_size": 10, "train_size": 0}, "train_size"),
+])
+def test_holdout_split_bad_sizes_name_the_argument(kwargs, argument):
+    with pytest.raises(ValueError, match=argument):
+        train.holdout_split(_small_data(), **kwargs)
+
+
+def test_fit_on_a_split_evaluates_on_validation_and_measures_train_accuracy_in_eval_mode():
+    tx, ty, vx, vy = _small_data(64, 32)
+    split = train.holdout_split((tx, ty, vx, vy), val_size=16, seed=0)
+    torch.manual_seed(0)
+    model = _Small().train()
+    h = fit(model, split, epochs=2, batch_size=16, progress=False, live_plot=False, amp=False, eval_train=True)
+    assert h.eval_set == "validation" and h.val_acc == h.test_acc
+    # The per-epoch numbers are the validation split's, not the data's test images.
+    loss, acc = evaluate(model, split.val_images, split.val_labels)
+    assert acc == h.test_acc[-1]
+    # Eval-mode training accuracy is exactly evaluate() on the un-augmented training images.
+    assert len(h.train_eval_acc) == 2
+    assert h.train_eval_acc[-1] == evaluate(model, split.train_images, split.train_labels)[1]
+    plain = fit(_Small(), (tx, ty, vx, vy), epochs=1, batch_size=16, progress=False, live_plot=False, amp=False)
+    assert plain.eval_set == "test" and plain.train_eval_acc == []
+    with pytest.raises(AttributeError, match="validation"):
+        plain.val_acc
+    with pytest.raises(TypeError, match="eval_train"):
+        fit(_Small(), split, eval_train="yes", progress=False, live_plot=False)
+
+
+def test_lr_schedule_is_what_fit_applies_step_by_step():
+    tx, ty, vx, vy = _small_data(64, 16)
+    model = _Small()
+    h = fit(model, (tx, ty, vx, vy), epochs=3, batch_size=16, lr=0.2, progress=False, live_plot=False, amp=False)
+    schedule = train.lr_schedule(3, 4, lr=0.2)
+    assert len(schedule) == 12
+    assert schedule[0] == pytest.approx(0.02) and max(schedule) == pytest.approx(0.2)
+    assert schedule == sorted(schedule[:3]) + sorted(schedule[3:], reverse=True)
+    # fit records the rate after each epoch's last step: the schedule's value one step later.
+    assert h.lr == pytest.approx([0.2 * train._one_cycle(12)(s) for s in (4, 8, 12)])
+    with pytest.raises(ValueError, match="lr"):
+        train.lr_schedule(1, 4, lr=0)
+    with pytest.raises(ValueError, match="warmup"):
+        train.lr_schedule(1, 4, warmup=1.0)
+
+
+def test_activation_recorder_records_training_passes_only():
+    torch.manual_seed(0)
+    model = TinyCNN().train()
+    x = torch.randn(6, 3, 32, 32)
+    with train.ActivationRecorder(model, every=2) as rec:
+        for _ in range(5):
+            model(x)
+        with torch.no_grad():
+            model(x)          # an evaluation-style pass under no_grad: not recorded
+        model.eval()
+        model(x)              # eval mode: not recorded
+    model.train()
+    model(x)                  # after the with block: hooks are gone
+    assert rec.names == ["relu 1", "relu 2"]
+    assert rec.steps == [0, 2, 4]
+    # The recorded numbers are the statistics of the ReLU outputs, computed independently here.
+    with torch.no_grad():
+        a1 = model.features[:2](x)
+        a2 = model.features[:5](x)
+    assert rec.means["relu 1"][-1] == pytest.approx(float(a1.mean()), rel=1e-5)
+    assert rec.stds["relu 2"][-1] == pytest.approx(float(a2.std()), rel=1e-5)
+    assert all(len(rec.means[n]) == 3 == len(rec.stds[n]) for n in rec.names)
+    with pytest.raises(ValueError, match="Conv1d"):
+        train.ActivationRecorder(model, layer_type=nn.Conv1d)
+    with pytest.raises(ValueError, match="every"):
+        train.ActivationRecorder(model, every=0)
