@@ -25,6 +25,7 @@ __all__ = [
     "draw_pool_windows",
     "draw_multichannel_conv",
     "draw_conv_output_channels",
+    "draw_zero_insertion",
 ]
 
 IntOrPair = Union[int, Sequence[int]]
@@ -683,4 +684,112 @@ def draw_conv_output_channels(x: Any, weight: Any, bias: Any = None) -> Figure:
     ax.grid(False)
     ax.set_title(f"weight {c_out}×{c_in}×{kh}×{kw}: {c_out} kernels, each {c_in} channels deep → {c_out} output maps",
                  fontsize=10)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Transposed convolution as zero insertion
+# ---------------------------------------------------------------------------------------------
+
+_ZERO = "#ffffff"
+
+
+def draw_zero_insertion(in_size: int, kernel_size: int, stride: int = 2, padding: int = 0, *,
+                        step: int = 0) -> Figure:
+    """Draw a transposed convolution as an ordinary one on a stretched input.
+
+    Left: the ``in_size×in_size`` input, its pixels numbered. Middle: the same pixels spread
+    ``stride`` apart with ``stride - 1`` inserted zeros between them (white, "0"), and a border of
+    ``kernel_size - 1 - padding`` zeros (grey, hatched); the orange window is one position of the
+    ``kernel_size×kernel_size`` kernel (rotated by 180°, stride 1). Right: the output, whose size
+    equals ``nn.ConvTranspose2d``'s (dilation 1, no ``output_padding``), with the cell that window
+    produces highlighted.
+
+    Parameters
+    ----------
+    in_size : int
+        Input side, 1 to 6.
+    kernel_size : int
+        Kernel side.
+    stride : int, default 2
+        The transposed convolution's stride: ``stride - 1`` zeros go between neighbouring pixels.
+    padding : int, default 0
+        The transposed convolution's padding, at most ``kernel_size - 1`` (the border drawn is
+        ``kernel_size - 1 - padding``).
+    step : int, default 0
+        Which output position (row-major) to draw the window at.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One Axes; its title is the size formula with the numbers put in.
+
+    Raises
+    ------
+    ValueError
+        For a configuration PyTorch rejects, ``padding > kernel_size - 1``, an input larger than
+        6, or a ``step`` outside the output.
+
+    Examples
+    --------
+    >>> fig = draw_zero_insertion(3, 3, stride=2, padding=1)
+    >>> fig.axes[0].get_title()
+    'out = (3 − 1)·2 − 2·1 + 3 = 5'
+    """
+    from .shapes import conv_transpose_out
+
+    out = conv_transpose_out(in_size, kernel_size, stride=stride, padding=padding)   # validates
+    n, k, s, p = int(in_size), int(kernel_size), int(stride), int(padding)
+    if n > 6:
+        raise ValueError(f"in_size is {n}; draw inputs of at most 6 pixels a side so the grid stays readable")
+    if p > k - 1:
+        raise ValueError(f"padding {p} is more than kernel_size - 1 = {k - 1}; the zero-insertion picture "
+                         "needs padding <= kernel_size - 1 (larger padding crops the output instead)")
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or not 0 <= step < out * out:
+        raise ValueError(f"step must be an int in [0, {out * out - 1}] (the {out}×{out} output, row-major), got {step!r}")
+    border = k - 1 - p
+    spread = (n - 1) * s + 1
+    big = spread + 2 * border
+    x_mid = n + 2.0
+    x_out = x_mid + big + 2.0
+    fig, ax = new_figure(size=(0.36 * (x_out + out + 0.5) + 0.3, 0.36 * max(big, out) + 1.4))
+    y_in = (big - n) / 2
+    for r in range(n):
+        for c in range(n):
+            ax.add_patch(Rectangle((c, y_in + r), 1, 1, facecolor=_INPUT, edgecolor="#7f9fb8", linewidth=0.8))
+            ax.text(c + 0.5, y_in + r + 0.5, str(r * n + c + 1), ha="center", va="center", fontsize=8)
+    for r in range(big):
+        for c in range(big):
+            rr, cc = r - border, c - border
+            inside = 0 <= rr < spread and 0 <= cc < spread
+            pixel = inside and rr % s == 0 and cc % s == 0
+            if pixel:
+                ax.add_patch(Rectangle((x_mid + c, r), 1, 1, facecolor=_INPUT, edgecolor="#7f9fb8", linewidth=0.8))
+                ax.text(x_mid + c + 0.5, r + 0.5, str((rr // s) * n + cc // s + 1), ha="center", va="center", fontsize=8)
+            elif inside:
+                ax.add_patch(Rectangle((x_mid + c, r), 1, 1, facecolor=_ZERO, edgecolor="0.6", linewidth=0.8))
+                ax.text(x_mid + c + 0.5, r + 0.5, "0", ha="center", va="center", fontsize=7, color="0.5")
+            else:
+                ax.add_patch(Rectangle((x_mid + c, r), 1, 1, facecolor=_PAD, edgecolor="white", linewidth=0.8,
+                                       hatch="//"))
+    i, j = divmod(int(step), out)
+    ax.add_patch(Rectangle((x_mid + j, i), k, k, fill=False, edgecolor=_TAP, linewidth=2.2))
+    y_out = (big - out) / 2
+    for r in range(out):
+        for c in range(out):
+            ax.add_patch(Rectangle((x_out + c, y_out + r), 1, 1, facecolor=_CURRENT if (r, c) == (i, j) else _OUTPUT,
+                                   edgecolor="#5f9f7f", linewidth=0.8))
+    for x0, x1, y in ((n + 0.2, x_mid - 0.2, big / 2), (x_mid + big + 0.2, x_out - 0.2, big / 2)):
+        ax.annotate("", xy=(x1, y), xytext=(x0, y), arrowprops=dict(arrowstyle="->", color="0.4"))
+    ax.text(n / 2, y_in + n + 0.3, f"input {n}×{n}", ha="center", va="top", fontsize=8)
+    ax.text(x_mid + big / 2, big + 0.3,
+            f"{s - 1} zero{'s' if s - 1 != 1 else ''} between pixels, border {border}: {big}×{big}",
+            ha="center", va="top", fontsize=8)
+    ax.text(x_out + out / 2, y_out + out + 0.3, f"output {out}×{out}", ha="center", va="top", fontsize=8)
+    ax.set_xlim(-0.3, x_out + out + 0.3)
+    ax.set_ylim(max(big, out) + 1.3, -0.3)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    ax.grid(False)
+    ax.set_title(f"out = ({n} − 1)·{s} − 2·{p} + {k} = {out}", fontsize=10)
     return fig

@@ -281,3 +281,55 @@ def test_multichannel_drawing_rejects_bad_input(kwargs, message):
 
     with pytest.raises(ValueError, match=message):
         draw_multichannel_conv(**kwargs)
+
+
+# --- transposed convolution as zero insertion --------------------------------------------------
+
+@pytest.mark.parametrize("n,k,s,p,step", [(3, 3, 2, 1, 0), (2, 4, 2, 1, 3), (3, 2, 3, 0, 5), (1, 3, 2, 1, 0), (4, 3, 1, 0, 2)])
+def test_zero_insertion_drawing_is_a_conv_that_equals_conv_transpose2d(n, k, s, p, step):
+    from course_utils.diagrams import draw_zero_insertion
+    from course_utils.shapes import conv_transpose_out
+
+    fig = draw_zero_insertion(n, k, stride=s, padding=p, step=step)
+    ax = fig.axes[0]
+    out = conv_transpose_out(n, k, stride=s, padding=p)
+    big = (n - 1) * s + 1 + 2 * (k - 1 - p)
+    x_mid = n + 2.0
+    # Rebuild the stretched grid from the numbers written in the middle panel.
+    grid = torch.zeros(big, big, dtype=torch.float64)
+    cells = 0
+    for t in ax.texts:
+        x, y = t.get_position()
+        if x_mid <= x < x_mid + big and t.get_text().isdigit() and t.get_text() != "0":
+            grid[int(y), int(x - x_mid)] = float(t.get_text())
+            cells += 1
+    assert cells == n * n
+    assert sorted(int(v) for v in grid[grid > 0].tolist()) == list(range(1, n * n + 1))
+    # Every cell of the middle grid is drawn, and the output grid has PyTorch's size.
+    layer = torch.nn.ConvTranspose2d(1, 1, k, stride=s, padding=p)
+    assert layer(torch.zeros(1, 1, n, n)).shape[-1] == out
+    greens = [q for q in ax.patches if isinstance(q, Rectangle) and q.get_fill() and q.get_x() >= x_mid + big]
+    assert len(greens) == out * out
+    # The drawn picture computes the transposed convolution: conv of the grid with the rotated kernel.
+    torch.manual_seed(0)
+    w = torch.randn(1, 1, k, k, dtype=torch.float64)
+    numbered = torch.arange(1.0, n * n + 1, dtype=torch.float64).view(1, 1, n, n)
+    assert torch.allclose(F.conv2d(grid[None, None], w.flip(-2, -1)), F.conv_transpose2d(numbered, w, stride=s, padding=p))
+    # The window sits at the drawn step, and the title is the formula.
+    i, j = divmod(step, out)
+    window = [q for q in ax.patches if isinstance(q, Rectangle) and not q.get_fill()]
+    assert len(window) == 1 and window[0].get_xy() == (x_mid + j, i) and window[0].get_width() == k
+    assert ax.get_title().endswith(f"= {out}")
+
+
+@pytest.mark.parametrize("args,kwargs,message", [
+    ((7, 3), {}, "at most 6"),
+    ((3, 3), {"padding": 3}, "kernel_size - 1"),
+    ((3, 3), {"step": 100}, "step must be"),
+    ((3, 0), {}, "kernel_size"),
+])
+def test_zero_insertion_drawing_rejects_bad_input(args, kwargs, message):
+    from course_utils.diagrams import draw_zero_insertion
+
+    with pytest.raises(ValueError, match=message):
+        draw_zero_insertion(*args, **kwargs)
