@@ -694,7 +694,7 @@ def test_prepared_data_is_found_in_a_fresh_shell_with_no_variable(tmp_path):
     shutil.rmtree(source)
 
     # A new shell, no variable set: doctor says ✅ ...
-    done = subprocess.run([sys.executable, "-m", "course_utils", "doctor", "--json"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "course_utils", "doctor", "--json", "--no-speed"], capture_output=True, text=True,
                           env=_fresh_shell_env(home), timeout=300)
     report = json.loads(done.stdout)
     (cifar,) = [c for c in report["checks"] if c["name"] == "CIFAR-10"]

@@ -108,7 +108,9 @@ def _run_doctor(env_updates: dict[str, str], *args: str) -> subprocess.Completed
     import os
 
     env = dict(os.environ, **env_updates)
-    return subprocess.run([sys.executable, "-m", "course_utils", "doctor", *args], capture_output=True, text=True, env=env, timeout=300)
+    # --no-speed: these tests are about the other lines; the speed line has its own tests below.
+    return subprocess.run([sys.executable, "-m", "course_utils", "doctor", "--no-speed", *args],
+                          capture_output=True, text=True, env=env, timeout=300)
 
 
 def test_missing_data_is_reported_but_the_course_can_still_run(tmp_path):
@@ -136,7 +138,105 @@ def test_a_missing_requirement_makes_the_exit_status_1(monkeypatch, capsys):
         return real(name, minimum)
 
     monkeypatch.setattr(doctor, "check_package", torch_too_old)
-    status = doctor.main(argparse.Namespace(data=None, json=False))
+    status = doctor.main(argparse.Namespace(data=None, json=False, no_speed=True))
     out = capsys.readouterr().out
     assert status == 1
     assert "❌ torch" in out and "pip install -U torch" in out and "Not ready: fix torch" in out
+
+
+# --------------------------------------------------------------------------------------------
+# Training speed: a few seconds of measurement predict lesson 06's training cell
+# --------------------------------------------------------------------------------------------
+
+
+def test_prediction_formula_counts_training_and_evaluation_of_every_epoch():
+    assert doctor.predict_fit_seconds(1000.0, 5000.0, epochs=2, n_train=10_000, n_eval=5_000) == 2 * (10 + 1)
+    with pytest.raises(ValueError, match="train_img_s"):
+        doctor.predict_fit_seconds(0.0, 1.0, 1, 1, 1)
+    plan = doctor.lesson06_plan()
+    # Lesson 06: two runs of EPOCHS on train_size, plus the overfitting demo.
+    expected = (2 * doctor.predict_fit_seconds(1000.0, 5000.0, plan["EPOCHS"], plan["train_size"], plan["val_size"])
+                + doctor.predict_fit_seconds(1000.0, 5000.0, 15, 1000, plan["val_size"] + 1000))
+    assert doctor.predict_lesson06_seconds(1000.0, 5000.0) == pytest.approx(expected)
+    assert doctor.predict_lesson06_seconds(1000.0, 5000.0, epochs=1) < expected
+
+
+def _lesson06_settings() -> tuple[dict[str, int], list[tuple[object, str]]]:
+    """EPOCHS, train_size and val_size as lesson 06 sets them, and the (epochs, data) of its fit calls."""
+    import ast
+    import re
+
+    import nbformat
+
+    nb = nbformat.read(str(Path(__file__).resolve().parents[1] / "notebooks" / "06_tinycnn_cifar10.ipynb"), as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    found = {}
+    for name, pattern in (("EPOCHS", r"^EPOCHS\s*=\s*(\d+)"), ("val_size", r"^val_size\s*=\s*min\((\d+),"),
+                          ("train_size", r"^train_size\s*=\s*min\((\d+),")):
+        match = re.search(pattern, code, flags=re.M)
+        assert match, f"lesson 06 no longer sets {name} the way doctor reads it; update doctor.LESSON_06"
+        found[name] = int(match.group(1))
+    calls = []
+    plain = "\n".join(l for l in code.splitlines() if not l.lstrip().startswith(("%", "!")))
+    for node in ast.walk(ast.parse(plain)):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "fit" and len(node.args) == 2:
+            kw = {k.arg: k.value for k in node.keywords}
+            epochs = kw.get("epochs")
+            epochs = epochs.id if isinstance(epochs, ast.Name) else ast.literal_eval(epochs) if epochs is not None else None
+            calls.append((epochs, ast.unparse(node.args[1])))
+    return found, calls
+
+
+def test_doctor_predicts_the_training_that_lesson_06_really_does():
+    settings, calls = _lesson06_settings()
+    assert settings == doctor.lesson06_plan(), "lesson 06's EPOCHS/train_size/val_size changed: update doctor.LESSON_06"
+    assert sorted(map(str, calls)) == sorted(map(str, [("EPOCHS", "split"), ("EPOCHS", "split"),
+                                                         (doctor.LESSON_06_OVERFIT["epochs"], "tiny")])), (
+        f"lesson 06's fit calls changed ({calls}): update doctor.predict_lesson06_seconds")
+
+
+def test_a_fast_machine_gets_a_green_line_with_the_time():
+    line = doctor.check_training_speed({"train_img_s": 7400.0, "eval_img_s": 20000.0, "device": "cpu", "precision": "bf16"})
+    expected = doctor.predict_lesson06_seconds(7400.0, 20000.0)
+    assert line.ok and not line.required
+    assert f"about {expected:.0f} s" in line.detail or f"about {expected / 60:.0f} min" in line.detail
+    assert "7,400 training images/s on cpu (bf16)" in line.detail
+
+
+def test_a_slow_machine_is_told_what_to_do_and_each_option_fits_the_budget():
+    import re
+
+    line = doctor.check_training_speed({"train_img_s": 200.0, "eval_img_s": 600.0, "device": "cpu", "precision": "fp32"})
+    assert not line.ok and not line.required
+    assert "EPOCHS = " in line.fix and "train_size = " in line.fix and "GPU" in line.fix
+    epochs = int(re.search(r"EPOCHS = (\d+)", line.fix).group(1))
+    subset = int(re.search(r"train_size = (\d+)", line.fix).group(1))
+    plan = doctor.lesson06_plan()
+    assert doctor.predict_lesson06_seconds(200.0, 600.0, epochs=epochs) <= doctor.SLOW_FIT_SECONDS
+    assert doctor.predict_lesson06_seconds(200.0, 600.0, train_size=subset) <= doctor.SLOW_FIT_SECONDS
+    assert epochs < plan["EPOCHS"] and 1000 <= subset < plan["train_size"]
+
+
+def test_the_measurement_is_real_and_short():
+    import time
+
+    start = time.perf_counter()
+    speed = doctor.measure_training_speed(0.3)
+    assert time.perf_counter() - start < 60  # a few seconds on a quiet machine; generous for a busy one
+    assert speed["train_img_s"] > 0 and speed["eval_img_s"] > 0
+    assert speed["device"] in ("cpu", "cuda", "mps") and speed["precision"] in ("fp32", "bf16")
+
+
+def test_disk_and_install_figures_are_the_real_ones():
+    disk = doctor.check_disk()
+    assert f"needs {sum(doctor.DATA_DISK_GB.values()):.1f} GB" in disk.detail
+    assert doctor.FREE_DISK_NEEDED_GB < 1.0  # the data, not the 6 GB environment
+    install = doctor.check_install()
+    total, torch_part, _ = doctor._installed_gb()
+    assert f"{total:.1f} GB of packages" in install.detail and torch_part <= total and total > 0.1
+
+
+def test_no_speed_skips_the_measurement(monkeypatch):
+    monkeypatch.setattr(doctor, "measure_training_speed", lambda *a, **k: pytest.fail("measured despite --no-speed"))
+    names = [c.name for c in doctor.run_checks(speed=False)]
+    assert "training speed" not in names and "install size" in names
