@@ -339,7 +339,9 @@ def test_unanswered_and_stub_answers_are_not_attempted():
 
     for exercise_id in ("dense_params", "conv_layer_params", "corr2d", "conv_out", "same_padding", "stack_sizes"):
         assert core.run_checks(exercise_id, stub, seed=0).status == "not-attempted"
-        assert core.run_checks(exercise_id, get_exercise(exercise_id).reference, seed=0).status == "passed"
+        # The course's own reference is forbidden inside its exercise (issue 12): it cannot answer.
+        refused = core.run_checks(exercise_id, get_exercise(exercise_id).reference, seed=0)
+        assert refused.status == "failed" and refused.first_failure.status == "forbidden"
     assert core.run_checks("padding_32_to_16", None).status == "not-attempted"
     assert core.run_checks("padding_32_to_16", 2).status == "passed"
     report = core.run_checks("corr2d", corr2d_flipped, seed=0)

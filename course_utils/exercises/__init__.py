@@ -6,6 +6,8 @@ learner practice feedback, and ``course_utils.grading`` grades submissions in a 
 from .core import Case, Comparison, Exercise, compare, describe, to_plain
 from .registry import all_exercises, exercises_for_lesson, get_exercise, register
 from .check import CheckReport, check, run_checks
+from .bank import load_bank
+from .forbidden import ForbiddenCallError
 
 __all__ = [
     "Case",
@@ -21,4 +23,6 @@ __all__ = [
     "check",
     "run_checks",
     "CheckReport",
+    "load_bank",
+    "ForbiddenCallError",
 ]

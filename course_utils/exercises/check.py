@@ -23,7 +23,8 @@ from typing import Any, Callable
 import numpy as np
 
 from .core import Case, Exercise, compare, describe, is_unanswered, to_plain
-from .forbidden import ForbiddenCallError, forbid
+from .bank import BankError
+from .forbidden import ForbiddenCallError, _rules_for, forbid
 from ..train import grading_mode
 from .registry import get_exercise
 
@@ -151,7 +152,7 @@ class CheckReport:
         return lines
 
     def _hint_line(self) -> str:
-        if self.hint_count > 1:  # "hint 1/3: " keeps the column of "hint:     "
+        if self.hint_count > 1 and self.hint_level > 1:  # "hint 2/3: " keeps the column of "hint:     "
             return f"   {f'hint {self.hint_level}/{self.hint_count}:':<10}{self.hint}"
         return f"   hint:     {self.hint}"
 
@@ -371,7 +372,7 @@ def run_checks(
     """
     try:
         exercise = get_exercise(exercise_id)
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, BankError) as exc:  # a broken $COURSE_BANK is reported, not raised
         message = exc.args[0] if exc.args else str(exc)
         return CheckReport(exercise_id=str(exercise_id), status="unknown-exercise", message=f"check: {message}")
     if n_random is not None and (isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 0):
@@ -403,6 +404,8 @@ def run_checks(
         cases = public + random_cases
         report.n_public, report.n_random = len(public), len(random_cases)
 
+    # Resolve the forbidden names once, before the first case's time limit starts.
+    _rules_for(exercise)
     counters = {"public": 0, "random": 0, "value": 0}
     for source, case in cases:
         counters[source] += 1

@@ -149,15 +149,27 @@ def _advice(name: str, atens: Iterable[str]) -> str:
     return "write it yourself"
 
 
+_IMPORTABLE_ROOTS = ("torch", "course_utils")
+
+
 def _resolve(name: str) -> Any:
-    """The object a dotted name refers to, or ``None`` when it cannot be imported here."""
+    """The object a dotted name refers to, or ``None`` when it cannot be found here.
+
+    Only torch and course_utils are imported for it; other libraries (SciPy) are looked up only
+    if already imported, because importing one costs seconds and a learner who imports it inside
+    the exercise is still caught by :func:`scan_source`.
+    """
     parts = name.split(".")
     for cut in range(len(parts), 0, -1):
         module_name = ".".join(parts[:cut])
-        try:
-            obj: Any = importlib.import_module(module_name)
-        except Exception:  # not a module (an attribute), or not installed
-            continue
+        obj: Any = sys.modules.get(module_name)
+        if obj is None:
+            if parts[0] not in _IMPORTABLE_ROOTS or module_name == name:
+                continue
+            try:
+                obj = importlib.import_module(module_name)
+            except Exception:  # not a module (an attribute), or not installed
+                continue
         try:
             for attr in parts[cut:]:
                 obj = getattr(obj, attr)
@@ -259,31 +271,72 @@ def _raiser_code(name: str) -> types.CodeType:
     return namespace["_forbidden"].__code__
 
 
-def _modes(guard: _Guard) -> tuple[Any, Any]:
+_MODE_CLASSES: list[type] = []
+
+
+def _mode_classes() -> tuple[type, type]:
+    """The two torch modes, made once per process (making classes per call costs time)."""
+    if _MODE_CLASSES:
+        return _MODE_CLASSES[0], _MODE_CLASSES[1]
     from torch.overrides import TorchFunctionMode
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    rules = guard.rules
-
     class _FunctionGuard(TorchFunctionMode):
+        def __init__(self, guard: _Guard) -> None:
+            super().__init__()
+            self.guard = guard
+
         def __torch_function__(self, func, types_, args=(), kwargs=None):
+            rules = self.guard.rules
             name = rules.by_id.get(id(func))
             if name is None:
                 op = _op_name(func)
                 name = rules.by_op.get(op) if op else None
             if name is not None:
-                raise guard.error(name)
+                raise self.guard.error(name)
             return func(*args, **(kwargs or {}))
 
     class _DispatchGuard(TorchDispatchMode):
+        @classmethod
+        def _should_skip_dynamo(cls) -> bool:
+            # Otherwise torch wraps __torch_dispatch__ in a dynamo guard whose first call imports
+            # torch._dynamo: five seconds inside the first case's time limit.
+            return False
+
+        def __init__(self, guard: _Guard) -> None:
+            super().__init__()
+            self.guard = guard
+
         def __torch_dispatch__(self, func, types_, args=(), kwargs=None):
             op = _op_name(func)
-            name = rules.by_op.get(op) if op else None
+            name = self.guard.rules.by_op.get(op) if op else None
             if name is not None:
-                raise guard.error(name)
+                raise self.guard.error(name)
             return func(*args, **(kwargs or {}))
 
-    return _FunctionGuard(), _DispatchGuard()
+    _MODE_CLASSES.extend([_FunctionGuard, _DispatchGuard])
+    return _FunctionGuard, _DispatchGuard
+
+
+def _modes(guard: _Guard) -> tuple[Any, Any]:
+    function_cls, dispatch_cls = _mode_classes()
+    return function_cls(guard), dispatch_cls(guard)
+
+
+_RULES_CACHE: dict[tuple, _Rules] = {}
+
+
+def _rules_for(exercise: Any) -> _Rules:
+    """Resolved rules, cached per exercise: resolving names must not eat into a case's time limit."""
+    key = (
+        id(exercise), str(getattr(exercise, "id", "?")), tuple(getattr(exercise, "forbidden", ()) or ()),
+        id(getattr(exercise, "reference", None)), tuple(m for m in _IMPORTABLE_ROOTS if m in sys.modules),
+        "scipy" in sys.modules, "numpy" in sys.modules,
+    )
+    rules = _RULES_CACHE.get(key)
+    if rules is None:
+        rules = _RULES_CACHE[key] = _Rules(exercise)
+    return rules
 
 
 @contextlib.contextmanager
@@ -317,7 +370,7 @@ def forbid(exercise: Any) -> Iterator[_Guard]:
     ...         print(exc)
     F.conv2d is off-limits in exercise 'conv2d_forward': write the sliding window yourself
     """
-    rules = _Rules(exercise)
+    rules = _rules_for(exercise)
     guard = _Guard(rules)
     if not rules.messages:
         yield guard

@@ -36,6 +36,9 @@ register(
         public_cases=(Case((1, 3, 32, 32), label="one CIFAR-10 image"), Case((4, 3, 64, 64), label="the lessons' batch")),
         make_cases=_cases,
         title="How many numbers does an N×C×H×W batch of images hold?",
-        hint="Multiply the four sizes together; the result is an int.",
+        hints=(
+            'Multiply the four sizes together; the result is an int.',
+            'The batch holds N images, each made of C maps of H rows and W columns; count level by level, and return an int, not a float.',
+        ),
     )
 )

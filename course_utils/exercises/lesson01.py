@@ -58,9 +58,12 @@ register(
         ),
         make_cases=_dense_cases,
         title="How many parameters does a dense layer have on a flattened H×W×C image?",
-        hint=(
-            "Every unit has one weight per input value (height·width·channels of them), "
-            "plus one bias when bias is True. The answer is an int."
+        hints=(
+            'Count one unit first: how many input values is it connected to?',
+            'A flattened image has one value per pixel and channel, and every unit sees all of them; add one bias per unit only when bias is True.',
+        ),
+        forbidden=(
+            'course_utils.shapes.linear_params',
         ),
     )
 )
@@ -109,9 +112,12 @@ register(
         ),
         make_cases=_conv_param_cases,
         title="How many parameters does nn.Conv2d(in_channels, out_channels, kernel_size, bias=...) have?",
-        hint=(
-            "Each output channel has one k×k kernel per input channel, plus one bias when bias is True; "
-            "the image size does not appear. The answer is an int."
+        hints=(
+            'Does the size of the image change how many weights a convolution has?',
+            'One output channel owns one small square kernel for every input channel; count its taps, then add the biases (one per output channel, only when bias is True).',
+        ),
+        forbidden=(
+            'course_utils.shapes.conv_params',
         ),
     )
 )
@@ -183,10 +189,29 @@ register(
         atol=1e-5,
         n_cases=15,
         title="A 2-D cross-correlation from scratch (no padding, stride 1), equal to F.conv2d.",
-        hint=(
-            "The output is (H − kh + 1) × (W − kw + 1); output[i, j] is the sum of "
-            "x[i:i + kh, j:j + kw] * k. Do not flip the kernel: PyTorch's conv2d does not. "
-            "Return a float tensor."
+        hints=(
+            'Slide the kernel over every position where it fits entirely inside the image: how many positions are there along each axis?',
+            'At each position, multiply the window of x under the kernel element by element with k and add everything up; do not flip the kernel.',
+            'Make a float output tensor of the right size first, then fill it with two loops over the positions.',
+        ),
+        forbidden=(
+            'torch.nn.functional.conv1d',
+            'torch.nn.functional.conv2d',
+            'torch.nn.functional.conv3d',
+            'torch.nn.functional.unfold',
+            'torch.nn.Conv1d.forward',
+            'torch.nn.Conv2d.forward',
+            'torch.nn.Conv3d.forward',
+            'torch.ops.aten.convolution',
+            'torch.ops.aten._convolution',
+            'scipy.signal.correlate2d',
+            'scipy.signal.convolve2d',
+            'scipy.signal.correlate',
+            'scipy.signal.convolve',
+            'scipy.ndimage.correlate',
+            'scipy.ndimage.convolve',
+            'numpy.convolve',
+            'numpy.correlate',
         ),
     )
 )

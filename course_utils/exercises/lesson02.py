@@ -70,9 +70,17 @@ register(
         make_cases=_conv_out_cases,
         n_cases=25,
         title="conv_out(in_size, kernel_size, stride=1, padding=0, dilation=1): the output size of nn.Conv2d.",
-        hint=(
-            "The window spans dilation·(kernel_size − 1) + 1 pixels; padding adds pixels on both sides; "
-            "count the window positions with floor division: (in + 2·padding − span) // stride + 1."
+        hints=(
+            'Draw a 1-D input of 7 pixels and a kernel of 3, and count the positions the kernel can take; then redo it with padding 1, and with stride 2.',
+            "Dilation spreads the kernel's taps apart: count how many input pixels one dilated window spans.",
+            'Padding adds pixels on both sides. Count the steps the window can move, and note that an incomplete last step does not count (floor division).',
+        ),
+        forbidden=(
+            'course_utils.shapes.conv_out',
+            'course_utils.shapes.conv_out_2d',
+            'course_utils.shapes.pool_out',
+            'course_utils.shapes.pool_out_2d',
+            'course_utils.shapes.same_padding',
         ),
     )
 )
@@ -118,9 +126,15 @@ register(
         ),
         make_cases=_same_cases,
         title='same_padding(kernel_size, dilation=1): the padding per side that keeps the size at stride 1.',
-        hint=(
-            "At stride 1 the output is in + 2·padding − span + 1 with span = dilation·(kernel_size − 1) + 1; "
-            "set that equal to in and solve for padding (an int; every case has an odd span)."
+        hints=(
+            'At stride 1 and no padding, how many pixels smaller than the input is the output?',
+            'Padding is added on both sides: share that shrinkage equally between them.',
+        ),
+        forbidden=(
+            'course_utils.shapes.same_padding',
+            'course_utils.shapes.same_padding_pair',
+            'course_utils.shapes.conv_out',
+            'course_utils.shapes.conv_out_2d',
         ),
     )
 )
@@ -213,10 +227,16 @@ register(
         make_cases=_stack_cases,
         run=_call_on_copy,
         title="stack_sizes(in_size, layers): the size before and after every conv and pooling layer.",
-        hint=(
-            "Start the list with in_size; for each layer apply the conv formula with its kernel, stride, "
-            "padding and dilation, or for a pool layer (no padding, no dilation) the same formula with its "
-            "kernel and stride. The list has len(layers) + 1 ints."
+        hints=(
+            'Start the list with the input size and apply one layer at a time; the list is one longer than the layers.',
+            'A pooling layer follows the same counting rule as a convolution, with no padding and no dilation.',
+        ),
+        forbidden=(
+            'course_utils.shapes.conv_out',
+            'course_utils.shapes.conv_out_2d',
+            'course_utils.shapes.pool_out',
+            'course_utils.shapes.pool_out_2d',
+            'course_utils.shapes.trace',
         ),
     )
 )
@@ -240,6 +260,9 @@ register(
         reference=_padding_32_to_16,
         kind="value",
         title="The padding that turns a 32×32 input into 16×16 with kernel 5 and stride 2.",
-        hint="Put in = 32, kernel 5, stride 2 into the formula and try paddings 0, 1, 2, ...; the answer is an int.",
+        hints=(
+            'Write down the output-size rule for this layer and try small paddings one at a time.',
+            'Several paddings can give the same size because of the floor division; the smallest one is asked for.',
+        ),
     )
 )

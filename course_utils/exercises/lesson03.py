@@ -103,10 +103,21 @@ register(
         atol=1e-4,
         n_cases=15,
         title="A multi-channel conv2d forward pass (stride, zero padding, optional bias), equal to F.conv2d.",
-        hint=(
-            "Pad H and W with zeros first; output pixel (i, j) of map o is the sum over all input channels "
-            "and kernel taps of x[:, :, i*stride + u, j*stride + v] * weight[o, :, u, v], plus bias[o]. "
-            "Use the conv output-size formula for the number of windows, and skip the bias when it is None."
+        hints=(
+            'Pad the input with zeros first, then count how many windows fit along H and along W at this stride.',
+            'One output value is a sum over every input channel and every kernel tap; write it for a single output pixel first.',
+            "Work on the whole batch at once: slice the window for all images, multiply by one output channel's kernel and sum over three axes; add the bias only when it is not None.",
+        ),
+        forbidden=(
+            'torch.nn.functional.conv1d',
+            'torch.nn.functional.conv2d',
+            'torch.nn.functional.conv3d',
+            'torch.nn.functional.unfold',
+            'torch.nn.Conv1d.forward',
+            'torch.nn.Conv2d.forward',
+            'torch.nn.Conv3d.forward',
+            'torch.ops.aten.convolution',
+            'torch.ops.aten._convolution',
         ),
     )
 )
@@ -159,9 +170,12 @@ register(
         make_cases=_param_cases,
         n_cases=20,
         title="How many parameters does nn.Conv2d(in, out, kernel_size, bias=..., groups=...) have?",
-        hint=(
-            "Each output channel sees in_channels // groups input channels through a kh×kw kernel; "
-            "add one bias per output channel when bias is True. kernel_size may be an int or (kh, kw)."
+        hints=(
+            'Groups split the input channels: how many of them does one output channel actually see?',
+            'kernel_size may be an int or a pair; count the taps of one kernel, then add the biases when bias is True.',
+        ),
+        forbidden=(
+            'course_utils.shapes.conv_params',
         ),
     )
 )
@@ -223,9 +237,20 @@ register(
         atol=1e-5,
         n_cases=12,
         title="A 1×1 convolution written as a matrix product over channels.",
-        hint=(
-            "Move channels last (N×H×W×C_in), multiply by weight.T to get N×H×W×C_out, add the bias, "
-            "then move channels back to position 1. Do not use F.conv2d."
+        hints=(
+            'A 1×1 convolution mixes the channels of each pixel on its own: which matrix multiplies which vector?',
+            'Move the channel axis last so that every pixel is a row, multiply by the transposed weight matrix, add the bias, and move the channels back.',
+        ),
+        forbidden=(
+            'torch.nn.functional.conv1d',
+            'torch.nn.functional.conv2d',
+            'torch.nn.functional.conv3d',
+            'torch.nn.functional.unfold',
+            'torch.nn.Conv1d.forward',
+            'torch.nn.Conv2d.forward',
+            'torch.nn.Conv3d.forward',
+            'torch.ops.aten.convolution',
+            'torch.ops.aten._convolution',
         ),
     )
 )

@@ -82,10 +82,29 @@ register(
         atol=0.0,
         n_cases=15,
         title="Max pooling from scratch (no padding), equal to F.max_pool2d.",
-        hint=(
-            "The output is (H - k) // stride + 1 by (W - k) // stride + 1; output pixel (i, j) is the maximum of "
-            "x[:, :, i*stride : i*stride + k, j*stride : j*stride + k] over its last two axes. "
-            "When stride is None, use kernel_size."
+        hints=(
+            'When stride is None the windows touch without overlapping; how many fit along H and along W?',
+            'Take the k×k window of every image and channel at once by slicing, and reduce it over its last two axes.',
+            'Fill an output tensor of the right size with two loops over the window positions.',
+        ),
+        forbidden=(
+            'torch.nn.functional.max_pool1d',
+            'torch.nn.functional.max_pool2d',
+            'torch.nn.functional.max_pool3d',
+            'torch.nn.functional.max_pool2d_with_indices',
+            'torch.nn.functional.avg_pool1d',
+            'torch.nn.functional.avg_pool2d',
+            'torch.nn.functional.avg_pool3d',
+            'torch.nn.functional.adaptive_avg_pool1d',
+            'torch.nn.functional.adaptive_avg_pool2d',
+            'torch.nn.functional.adaptive_max_pool1d',
+            'torch.nn.functional.adaptive_max_pool2d',
+            'torch.nn.MaxPool2d.forward',
+            'torch.nn.AvgPool2d.forward',
+            'torch.nn.AdaptiveAvgPool2d.forward',
+            'torch.nn.AdaptiveMaxPool2d.forward',
+            'course_utils.shapes.pool_out',
+            'course_utils.shapes.pool_out_2d',
         ),
     )
 )
@@ -104,9 +123,28 @@ register(
         atol=1e-6,
         n_cases=15,
         title="Average pooling from scratch (no padding), equal to F.avg_pool2d.",
-        hint=(
-            "Same windows as max pooling; take the mean of each k×k window instead of its maximum. "
-            "When stride is None, use kernel_size."
+        hints=(
+            'The windows are the same as for max pooling; only the reduction changes.',
+            'Slice the k×k window of every image and channel at once and average it over its last two axes; when stride is None it equals kernel_size.',
+        ),
+        forbidden=(
+            'torch.nn.functional.max_pool1d',
+            'torch.nn.functional.max_pool2d',
+            'torch.nn.functional.max_pool3d',
+            'torch.nn.functional.max_pool2d_with_indices',
+            'torch.nn.functional.avg_pool1d',
+            'torch.nn.functional.avg_pool2d',
+            'torch.nn.functional.avg_pool3d',
+            'torch.nn.functional.adaptive_avg_pool1d',
+            'torch.nn.functional.adaptive_avg_pool2d',
+            'torch.nn.functional.adaptive_max_pool1d',
+            'torch.nn.functional.adaptive_max_pool2d',
+            'torch.nn.MaxPool2d.forward',
+            'torch.nn.AvgPool2d.forward',
+            'torch.nn.AdaptiveAvgPool2d.forward',
+            'torch.nn.AdaptiveMaxPool2d.forward',
+            'course_utils.shapes.pool_out',
+            'course_utils.shapes.pool_out_2d',
         ),
     )
 )
@@ -188,10 +226,16 @@ register(
         make_cases=_stack_cases,
         n_cases=15,
         title="The N×C×H×W shape after each layer of a conv / relu / pool stack.",
-        hint=(
-            "Walk the layers in order, keeping (n, c, h, w): conv changes c to out_channels and applies "
-            "(size + 2*padding - kernel) // stride + 1 to h and w; pool applies (size - kernel) // stride + 1; "
-            "relu changes nothing. Return one shape (a tuple of four ints) per layer."
+        hints=(
+            'Keep the four numbers (n, c, h, w) and update them layer by layer; return one shape per layer.',
+            'A convolution sets the channels to its out_channels and shrinks h and w by the output-size rule; pooling follows the same rule without padding; ReLU changes nothing.',
+        ),
+        forbidden=(
+            'course_utils.shapes.conv_out',
+            'course_utils.shapes.conv_out_2d',
+            'course_utils.shapes.pool_out',
+            'course_utils.shapes.pool_out_2d',
+            'course_utils.shapes.trace',
         ),
     )
 )

@@ -55,7 +55,27 @@ register(
         atol=1e-6,
         n_cases=12,
         title="Global average pooling from scratch: N×C×H×W in, N×C out.",
-        hint="Average over the last two axes (H and W) only, and return an N×C tensor (not N×C×1×1).",
+        hints=(
+            'Which two axes of an N×C×H×W tensor hold the positions in the image?',
+            'Average over those two axes only; the result is N×C, not N×C×1×1.',
+        ),
+        forbidden=(
+            'torch.nn.functional.max_pool1d',
+            'torch.nn.functional.max_pool2d',
+            'torch.nn.functional.max_pool3d',
+            'torch.nn.functional.max_pool2d_with_indices',
+            'torch.nn.functional.avg_pool1d',
+            'torch.nn.functional.avg_pool2d',
+            'torch.nn.functional.avg_pool3d',
+            'torch.nn.functional.adaptive_avg_pool1d',
+            'torch.nn.functional.adaptive_avg_pool2d',
+            'torch.nn.functional.adaptive_max_pool1d',
+            'torch.nn.functional.adaptive_max_pool2d',
+            'torch.nn.MaxPool2d.forward',
+            'torch.nn.AvgPool2d.forward',
+            'torch.nn.AdaptiveAvgPool2d.forward',
+            'torch.nn.AdaptiveMaxPool2d.forward',
+        ),
     )
 )
 
@@ -97,9 +117,13 @@ register(
         make_cases=_head_cases,
         n_cases=15,
         title="Parameters of a flatten + linear head and of a GAP + linear head, as a pair.",
-        hint=(
-            "A linear layer from f features to k classes has f*k weights and k biases. Flatten gives "
-            "f = channels*height*width features; GAP gives f = channels."
+        hints=(
+            'A linear layer has one weight for every pair of input feature and class, plus one bias per class.',
+            'After flattening, every value of the feature map is a feature; after global average pooling, each channel gives one.',
+        ),
+        forbidden=(
+            'course_utils.shapes.linear_params',
+            'course_utils.shapes.conv_params',
         ),
     )
 )
@@ -189,10 +213,9 @@ register(
         atol=1e-5,
         n_cases=8,
         title="A classifier head: GAP then one linear layer; any H×W in, N×num_classes out.",
-        hint=(
-            "In __init__ keep an nn.AdaptiveAvgPool2d(1) and an nn.Linear(in_channels, num_classes); in "
-            "forward pool, flatten(1), then apply the linear layer. The check builds GAPHead(in_channels, "
-            "num_classes), loads known weights and compares parameter count, output shapes and outputs."
+        hints=(
+            'Two layers are enough: one that averages each channel to a single number, and one that maps channels to class scores.',
+            'In forward, pool, flatten from axis 1, then apply the linear layer; the check builds GAPHead(in_channels, num_classes) and loads known weights, so keep exactly those two layers.',
         ),
     )
 )

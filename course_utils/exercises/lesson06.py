@@ -1,4 +1,4 @@
-"""Lesson 06's exercises: the flatten size, building TinyCNN, one training step."""
+"""Lesson 06's exercises: building TinyCNN, one training step, evaluating a model (mode handling graded)."""
 from __future__ import annotations
 
 import zlib
@@ -15,91 +15,7 @@ from .registry import register
 
 LESSON = "06_tinycnn_cifar10"
 
-__all__ = ["flatten_size", "train_step", "run_model", "run_train_step"]
-
-
-# --------------------------------------------------------------------------------------------
-# flatten_size
-# --------------------------------------------------------------------------------------------
-
-
-def flatten_size(channels: int, height: int, width: int, num_pools: int) -> int:
-    """Reference: numbers left per image after ``num_pools`` blocks of (3×3 conv, padding 1) → 2×2 max pool.
-
-    The convolutions keep the size; each pool halves it, rounding down.
-
-    Parameters
-    ----------
-    channels : int
-        Channels of the last convolution.
-    height, width : int
-        Input image size.
-    num_pools : int
-        How many ``MaxPool2d(2)`` layers the image went through.
-
-    Returns
-    -------
-    int
-        ``channels * h * w`` of the last feature map, what ``nn.Flatten`` hands to the linear layer.
-
-    Examples
-    --------
-    >>> flatten_size(64, 32, 32, 2)
-    4096
-    """
-    h, w = height, width
-    for _ in range(num_pools):
-        h, w = h // 2, w // 2
-    return channels * h * w
-
-
-def _flatten_cases(rng: np.random.Generator, n: int) -> list[Case]:
-    cases = [
-        Case((64, 33, 33, 2), label="edge: odd size, the pools round down (33 → 16 → 8)"),
-        Case((16, 8, 8, 3), label="edge: down to a 1×1 map"),
-        Case((10, 32, 24, 2), label="edge: non-square input"),
-        Case((128, 7, 5, 0), label="edge: no pooling at all"),
-        Case((1, 31, 64, 4), label="edge: one channel, 31 rounds down to 1 after 4 pools"),
-        Case((3, 2, 3, 1), label="edge: 3 → 1 after one pool"),
-    ]
-    while len(cases) < n:
-        pools = int(rng.integers(0, 6))
-        smallest = 2**pools
-        cases.append(
-            Case(
-                (
-                    int(rng.choice([8, 16, 32, 64, 128, 256])),
-                    int(rng.integers(smallest, 257)),
-                    int(rng.integers(smallest, 257)),
-                    pools,
-                ),
-                label="random",
-            )
-        )
-    return cases[:n]
-
-
-register(
-    Exercise(
-        id="flatten_size",
-        lesson=LESSON,
-        name="flatten_size",
-        points=1,
-        reference=flatten_size,
-        public_cases=(
-            Case((64, 32, 32, 2), label="TinyCNN on CIFAR-10: 64·8·8"),
-            Case((32, 28, 28, 1), label="one block on a 28×28 image"),
-            Case((64, 96, 64, 3), label="three blocks on a 96×64 image"),
-        ),
-        make_cases=_flatten_cases,
-        n_cases=20,
-        title="How many numbers reach the linear layer after a stack of conv (padding 1) + 2×2 pool blocks.",
-        hint=(
-            "A 3×3 convolution with padding 1 keeps H and W; every MaxPool2d(2) halves them, rounding "
-            "down (use //, once per pool). Multiply channels × height × width at the end."
-        ),
-    )
-)
+__all__ = ["train_step", "evaluate_model", "run_model", "run_train_step", "run_evaluate"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,10 +109,10 @@ register(
         n_cases=5,
         time_limit=10.0,
         title="The seed's TinyCNN as an nn.Module class taking num_classes; 3×32×32 images in, N×num_classes scores out.",
-        hint=(
-            "features: Conv2d(3, 32, 3, padding=1) → ReLU → MaxPool2d(2) → Conv2d(32, 64, 3, padding=1) → "
-            "ReLU → MaxPool2d(2); classifier: Flatten → Linear(64 * 8 * 8, num_classes). The check compares "
-            "the parameter count, each conv/linear layer's output shape and the outputs with known weights."
+        hints=(
+            'Two blocks of convolution, ReLU and 2×2 max pooling, then a flatten and one linear layer.',
+            'The convolutions are 3×3 with padding 1, so they keep H and W; they go from 3 to 32 and from 32 to 64 channels.',
+            "Follow the shape of one image down to the linear layer: channels × height × width after the second pool; the check compares parameter count, layer output shapes and outputs with known weights.",
         ),
     )
 )
@@ -325,10 +241,162 @@ register(
         n_cases=8,
         time_limit=10.0,
         title="One training step: zero_grad, forward, cross-entropy loss, backward, step; return the loss as a float.",
-        hint=(
-            "optimizer.zero_grad(); loss = F.cross_entropy(model(images), labels); loss.backward(); "
-            "optimizer.step(); return loss.item(). The check runs several steps in a row on a fresh model "
-            "and compares the losses and the weights afterwards, so a missing zero_grad shows from step 2 on."
+        hints=(
+            'One training step has four moves: clear the old gradients, compute the loss, backpropagate, update the weights.',
+            'Gradients add up across calls unless they are cleared; the check runs several steps in a row, so a missing clear shows from the second step on.',
+            "Use the cross-entropy loss on the model's raw outputs, and return the loss as a Python float, not a tensor.",
         ),
+    )
+)
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate: the evaluation half of a training loop (mode handling graded as well as the numbers)
+# --------------------------------------------------------------------------------------------
+
+
+def evaluate_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> tuple[float, float]:
+    """Reference: mean cross-entropy and accuracy over all images, in eval mode, without gradients.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any classifier; its train/eval mode is put back as it was.
+    images : torch.Tensor
+        N×C×H×W floats, already normalized.
+    labels : torch.Tensor
+        N class indices.
+    batch_size : int
+        Images per forward pass; the last batch may be smaller.
+
+    Returns
+    -------
+    (float, float)
+        The loss averaged over the N images (not over batches) and the fraction classified correctly.
+
+    Examples
+    --------
+    >>> m = nn.Sequential(nn.Flatten(), nn.Linear(3 * 2 * 2, 2))
+    >>> loss, acc = evaluate_model(m, torch.zeros(3, 3, 2, 2), torch.tensor([0, 1, 1]), batch_size=2)
+    >>> 0.0 <= acc <= 1.0 and m.training
+    True
+    """
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            xb, yb = images[start:start + batch_size], labels[start:start + batch_size]
+            logits = model(xb)
+            total_loss += F.cross_entropy(logits, yb, reduction="sum").item()
+            correct += (logits.argmax(dim=1) == yb).sum().item()
+    model.train(was_training)
+    return total_loss / len(images), correct / len(images)
+
+
+def _eval_model(channels: int, num_classes: int) -> nn.Module:
+    # BatchNorm and Dropout make the numbers depend on the mode: train mode uses the batch's
+    # statistics and drops channels, so an answer that forgets model.eval() gets other numbers.
+    return nn.Sequential(
+        nn.Conv2d(3, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(), nn.Dropout(0.5),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes),
+    )
+
+
+def run_evaluate(answer: Any, case: Case) -> dict[str, Any]:
+    """Call ``answer`` on a seeded model with BatchNorm and Dropout; report the numbers and the mode facts.
+
+    A forward hook notes, at every forward pass, whether the model was in training mode and whether
+    gradients were being recorded. Only plain data leaves: the loss, the accuracy, whether every
+    forward pass ran in eval mode without gradients, whether the model's mode was restored, and
+    whether BatchNorm's running statistics were left untouched.
+    """
+    seed, n, batch_size, start_training, channels, num_classes = case.args
+    torch.manual_seed(seed)
+    model = _eval_model(channels, num_classes)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        bn = model[1]
+        bn.running_mean.copy_(torch.randn(channels, generator=gen) * 0.3)
+        bn.running_var.copy_(torch.rand(channels, generator=gen) + 0.5)
+    images = torch.randn(n, 3, 8, 8, generator=gen) * 2 + 0.5
+    labels = torch.randint(0, num_classes, (n,), generator=gen)
+    model.train(start_training)
+    before = (bn.running_mean.clone(), bn.running_var.clone())
+    passes: list[tuple[bool, bool]] = []
+    handle = model.register_forward_hook(lambda m, i, o: passes.append((m.training, torch.is_grad_enabled())))
+    try:
+        result = answer(model, images, labels, batch_size)
+    finally:
+        handle.remove()
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise TypeError(f"evaluate must return (loss, accuracy), got {type(result).__name__}")
+    loss, acc = (_as_number(v, what) for v, what in zip(result, ("loss", "accuracy")))
+    return {
+        "loss": loss,
+        "accuracy": acc,
+        "forward passes in eval mode": bool(passes) and all(not training for training, _ in passes),
+        "forward passes without gradients": bool(passes) and all(not grad for _, grad in passes),
+        "mode restored afterwards": model.training == start_training,
+        "running statistics untouched": torch.equal(bn.running_mean, before[0]) and torch.equal(bn.running_var, before[1]),
+    }
+
+
+def _as_number(value: Any, what: str) -> float:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise TypeError(f"evaluate must return the {what} as one number, got a tensor of shape {tuple(value.shape)}")
+        return float(value.detach().item())
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"evaluate must return the {what} as a float, got {type(value).__name__}")
+    return float(value)
+
+
+def _evaluate_cases(rng: np.random.Generator, n: int) -> list[Case]:
+    def draw_seed() -> int:
+        return int(rng.integers(1 << 30))
+
+    cases = [
+        Case((draw_seed(), 10, 4, True, 4, 3), label="edge: model in training mode, last batch smaller (4+4+2)"),
+        Case((draw_seed(), 7, 7, False, 3, 5), label="edge: model already in eval mode must stay so"),
+        Case((draw_seed(), 5, 1, True, 2, 2), label="edge: batches of one image"),
+        Case((draw_seed(), 6, 64, True, 5, 4), label="edge: batch_size larger than the data"),
+    ]
+    while len(cases) < n:
+        count = int(rng.integers(2, 40))
+        # Mostly models in training mode: evaluate is usually called from inside a training loop.
+        cases.append(Case((draw_seed(), count, int(rng.integers(1, count + 1)), bool(rng.random() < 0.75),
+                           int(rng.integers(2, 7)), int(rng.integers(2, 11))), label="random"))
+    return cases[:n]
+
+
+register(
+    Exercise(
+        id="evaluate",
+        lesson=LESSON,
+        name="evaluate",
+        points=3,
+        reference=evaluate_model,
+        public_cases=(
+            Case((0, 12, 5, True, 4, 3), label="a model in training mode, batches of 5, 5 and 2"),
+            Case((1, 8, 8, False, 3, 4), label="a model in eval mode, one batch"),
+        ),
+        make_cases=_evaluate_cases,
+        run=run_evaluate,
+        rtol=1e-4,
+        atol=1e-5,
+        n_cases=8,
+        time_limit=10.0,
+        title=("evaluate(model, images, labels, batch_size): mean loss and accuracy in eval mode, without "
+               "gradients, batch by batch, putting the model's mode back afterwards."),
+        hints=(
+            "Two switches are involved and they are different: one changes how BatchNorm and Dropout "
+            "behave, the other stops autograd from recording. Which does the check say you missed?",
+            "Remember the model's mode before you change it (model.training) and set it back at the end; "
+            "a model that arrived in eval mode must leave in eval mode.",
+            "Average the loss over images, not over batches: the last batch can be smaller. Sum the "
+            "per-image losses (reduction='sum') and the correct answers, then divide by the number of images.",
+        ),
+        forbidden=("course_utils.train.evaluate", "course_utils.train._evaluate_tensors", "course_utils.train.predict"),
     )
 )

@@ -140,11 +140,19 @@ register(
         atol=1e-4,
         n_cases=16,
         title="BatchNorm2d's forward pass from scratch: (out, new_running_mean, new_running_var), in both modes.",
-        hint=(
-            "Training: per channel, mean and biased variance over dims (0, 2, 3); normalize with them; "
-            "running = (1 - momentum) * running + momentum * batch_stat, using the UNBIASED variance "
-            "(× m / (m - 1), m = N·H·W) for running_var. Evaluation: normalize with the running statistics "
-            "and return them unchanged. Then out = x_hat * weight + bias, with C-vectors reshaped to 1×C×1×1."
+        hints=(
+            "In training mode the statistics come from the batch, in evaluation mode from the running estimates. Which axes does one channel's statistic cover?",
+            'Normalise with the biased variance, but move the running variance toward the unbiased one; momentum says how far the running estimates move.',
+            'Reshape the per-channel vectors so that they broadcast over N, H and W; in evaluation mode return copies of the running statistics unchanged.',
+        ),
+        forbidden=(
+            'torch.nn.functional.batch_norm',
+            'torch.nn.functional.instance_norm',
+            'torch.batch_norm',
+            'torch.nn.BatchNorm1d.forward',
+            'torch.nn.BatchNorm2d.forward',
+            'torch.nn.BatchNorm3d.forward',
+            'torch.ops.aten.native_batch_norm',
         ),
     )
 )
@@ -235,9 +243,24 @@ register(
         atol=1e-6,
         n_cases=14,
         title="Dropout2d from a given N×C array of uniform numbers: drop whole channels where u < p, scale the rest by 1/(1-p).",
-        hint=(
-            "keep = (u >= p) is N×C; reshape it to N×C×1×1 so it covers every pixel of a channel, multiply, "
-            "and divide by (1 - p). When training is False, return x unchanged."
+        hints=(
+            'A whole channel is dropped or kept: the mask has one entry per image and channel. Which entries of u mean drop?',
+            "Make the mask cover every pixel of its channel by broadcasting, and scale what is kept so that each value's expectation does not change.",
+            'In evaluation mode nothing is dropped and nothing is scaled.',
+        ),
+        forbidden=(
+            'torch.nn.functional.dropout',
+            'torch.nn.functional.dropout1d',
+            'torch.nn.functional.dropout2d',
+            'torch.nn.functional.dropout3d',
+            'torch.nn.functional.alpha_dropout',
+            'torch.nn.functional.feature_alpha_dropout',
+            'torch.dropout',
+            'torch.feature_dropout',
+            'torch.nn.Dropout.forward',
+            'torch.nn.Dropout2d.forward',
+            'torch.nn.Dropout1d.forward',
+            'torch.nn.Dropout3d.forward',
         ),
     )
 )

@@ -30,6 +30,10 @@ def _load_all() -> None:
         if info.name.startswith("lesson"):
             importlib.import_module(f"{__package__}.{info.name}")
     _loaded = True
+    # Instructors' banks named in $COURSE_BANK join the built-in one (see bank.py).
+    from .bank import load_env_banks
+
+    load_env_banks()
 
 
 def get_exercise(exercise_id: str) -> Exercise:

@@ -33,8 +33,10 @@ an exercise with no ``check`` call; a ``check`` of an exercise id that does not 
 is not valid Python after the solutions are replaced. Usage errors (a lesson that does not exist,
 ``--out`` pointing at the lessons themselves) exit with status 2.
 
-Exercise modules outside the package (tests) are loaded from ``COURSE_EXTRA_EXERCISES``, as for
-``course grade``.
+An instructor's own exercises come from ``--bank PATH`` (repeatable) or ``$COURSE_BANK`` (see
+:mod:`course_utils.exercises.bank`); the bank's references and graded cases stay in the bank and are
+never written into a workbook. ``COURSE_EXTRA_EXERCISES`` (module names or ``.py`` paths, as for
+``course grade``) still works and is deprecated in favour of ``COURSE_BANK``.
 """
 from __future__ import annotations
 
@@ -513,6 +515,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("lessons", nargs="*", metavar="LESSON", help="a lesson notebook or stem (default: every notebooks/NN_*.ipynb)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the workbooks")
+    p.add_argument(
+        "--bank", action="append", default=[], metavar="PATH",
+        help="an instructor's exercise bank (a folder of .py files that register exercises); repeatable; "
+             "$COURSE_BANK is read too",
+    )
 
 
 def _notebook_dirs() -> list[Path]:
@@ -550,8 +557,12 @@ def run(args: argparse.Namespace) -> int:
     """Release the lessons named in ``args``; returns the exit status (0, 1 for a release error, 2 for usage)."""
     from .worker import load_extra_exercises
 
+    from ..exercises.bank import BankError, load_bank
+
     try:
         load_extra_exercises()
+        for bank in getattr(args, "bank", None) or []:
+            load_bank(bank)
         lessons = resolve_lessons(args.lessons)
         out = Path(args.out)
         if out.exists() and not out.is_dir():
@@ -559,7 +570,7 @@ def run(args: argparse.Namespace) -> int:
         for path in lessons:
             if (out / path.name).resolve() == path.resolve():
                 raise UsageError(f"--out {args.out!r} holds the lesson {path.name} itself; releasing there would erase its solutions")
-    except (UsageError, ImportError) as exc:
+    except (UsageError, ImportError, BankError) as exc:
         print(f"course release: error: {exc}", file=sys.stderr)
         return 2
     try:
