@@ -52,14 +52,14 @@ def time_cmd(cmd: list[str], repeat: int = 5) -> float:
     return statistics.median(times)
 
 
-def grade_copies(notebook: Path, copies: int, jobs: int, work: Path) -> dict:
+def grade_copies(notebook: Path, copies: int, jobs: int, work: Path, extra: tuple[str, ...] = ()) -> dict:
     subs = work / f"subs-{notebook.stem}"
     out = work / f"out-{notebook.stem}"
     subs.mkdir()
     for i in range(copies):
         shutil.copy(notebook, subs / f"student{i:03d}.ipynb")
     t = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", RUNNER, str(subs), "--out", str(out), "--jobs", str(jobs), "--quiet", "--seed", "1"],
+    done = subprocess.run([sys.executable, "-c", RUNNER, str(subs), "--out", str(out), "--jobs", str(jobs), "--quiet", "--seed", "1", *extra],
                           capture_output=True, text=True)
     wall = time.perf_counter() - t
     if done.returncode != 0:
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copies", type=int, default=40)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--baseline-copies", type=int, default=3, help="copies run through nbclient (0 to skip)")
+    parser.add_argument("--no-sandbox", action="store_true", help="grade with course grade --no-sandbox (to measure what the sandbox costs)")
     args = parser.parse_args(argv)
     notebooks = args.notebook or lessons_with_exercises()
     if not notebooks:
@@ -121,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="grade-speed-") as tmp:
         for nb in notebooks:
-            row = grade_copies(nb, args.copies, args.jobs, Path(tmp))
+            row = grade_copies(nb, args.copies, args.jobs, Path(tmp), ("--no-sandbox",) if args.no_sandbox else ())
+            row["sandbox"] = not args.no_sandbox
             row["nbclient_s"] = nbclient_baseline(nb, args.baseline_copies) if args.baseline_copies else None
             rows.append(row)
 

@@ -254,6 +254,8 @@ def test_forged_row_in_the_gradebook_is_regraded(tmp_path):
     write_nb(subs / "mallory.ipynb", ["def add(a, b):\n    return 0"])
     first = run_grade(subs, "--out", out, "--seed", SEED, "--jobs", 1)
     assert first.returncode == 0, first.stderr
+    earned = read_csv(out)["mallory"]["total"]  # the edge cases whose sum is 0 pass
+    assert float(earned) < 6
     data = json.loads((out / "grades.json").read_text())
     row = data["students"]["mallory"]
     row["total"] = 6
@@ -263,7 +265,7 @@ def test_forged_row_in_the_gradebook_is_regraded(tmp_path):
     second = run_grade(subs, "--out", out, "--seed", SEED, "--jobs", 1)
     assert second.returncode == 0, second.stderr
     assert "skipping" not in second.stdout
-    assert read_csv(out)["mallory"]["total"] == "0"
+    assert read_csv(out)["mallory"]["total"] == earned
 
 
 # ---- 3. two runs at once --------------------------------------------------------------------
@@ -323,8 +325,10 @@ def test_without_bubblewrap_grading_refuses_and_names_the_fix(tmp_path):
 def test_memory_limit_covers_every_process_of_a_submission(tmp_path):
     from course_utils.grading import sandbox
 
-    if sandbox.Cgroup.create(f"course-grade-probe-{os.getpid()}", 1 << 30) is None:
+    probe = sandbox.Cgroup.create(f"course-grade-probe-{os.getpid()}", 1 << 30)
+    if probe is None:
         pytest.skip("no writable cgroup here: the bound is RLIMIT_AS per process times the process limit")
+    probe.remove()
     # 3 processes of 500 MB each under --memory 1024: each alone fits, together they do not.
     write_nb(tmp_path / "hog.ipynb", [*FULL,
         "import os, time\nkids = []\nfor _ in range(3):\n    pid = os.fork()\n    if pid == 0:\n"

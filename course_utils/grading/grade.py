@@ -3,7 +3,7 @@
 Usage::
 
     course grade SUBMISSION... --out DIR [--lesson LESSON ...] [--jobs N] [--timeout SECONDS]
-                 [--memory MB] [--force] [--gradescope] [--seed S]
+                 [--memory MB] [--force] [--gradescope] [--seed S] [--no-sandbox]
 
 SUBMISSION is a notebook (``.ipynb``) or a folder of them (not searched recursively); each
 student is named by the file stem. Examples::
@@ -19,14 +19,19 @@ How a submission is graded
    every lesson named in the submissions' metadata), draws the graded cases from ``--seed`` (a
    fresh random seed by default, recorded in ``grades.json``; a rerun into the same ``--out`` reuses
    it) and computes the expected outputs with the reference, here.
-2. Each submission runs in ``python -m course_utils.grading.worker`` (see that module), a child in its
-   own session with ``RLIMIT_AS`` = ``--memory`` MB, a 512 MB file-size limit, a fresh temporary
-   working folder, ``COURSE_GRADING=1``, and a minimal environment. When the grader runs as root,
-   the child runs as an unused user id (64000 + its slot, group ``nogroup``), so it can neither
-   write the grader's files nor signal the grader or another submission, and everything it left
-   running is killed afterwards. Not as root, the grader rewrites its output files from memory after
-   every submission and kills the child's session; run as root (for example in a container) for the
-   stronger guarantee.
+2. Each submission runs in ``python -m course_utils.grading.worker`` (see that module) inside a
+   bubblewrap sandbox (:mod:`course_utils.grading.sandbox`): its own user, PID, IPC and network
+   namespaces; a read-only view of the Python environment and of the ``course_utils`` folder alone
+   (no solution notebooks, no exercise references: the worker is sent names, kinds and ``run``
+   adapters only); a private ``/grading`` folder and ``/tmp`` holding only its own submission; no
+   view of the submissions folder, the output folder, other workers or the grader's command line.
+   As root, it runs as a user id reserved for this run (never root), so concurrent runs never
+   share one. Memory: ``--memory`` MB for the whole submission, all processes together, through a
+   cgroup where one can be made (otherwise ``--memory`` per process times the process limit,
+   stated in the log), at most 512 processes, a 512 MB file-size limit. When the sandbox's first
+   process ends, everything in it dies. With no working sandbox, grading refuses and says how to get
+   one; ``--no-sandbox`` runs submissions as plain child processes of the grader, only for a
+   disposable container where each submission already runs alone (Gradescope's).
 3. The child runs the notebook's code cells in order, looks each exercise's ``name`` up (so cell
    order, extra and duplicated cells do not matter), applies it to the graded inputs and writes the
    outputs as JSON + ``.npy``. The grader reads them back with size and type checks and compares
@@ -45,19 +50,27 @@ Outputs in ``--out``
 ``results.json``
     With ``--gradescope`` (exactly one submission): Gradescope's autograder format.
 
-Statuses: ``ok``, ``timeout`` (ran past ``--timeout``), ``memory`` (hit ``--memory``), ``crashed``
-(the worker died, was killed, or exited without finishing), ``invalid-notebook``. Per exercise:
+Statuses, all from what the grader itself observed (its clock, the exit status and signal, the
+cgroup's out-of-memory count), never from what the submission printed: ``ok``, ``timeout`` (ran
+past ``--timeout``), ``memory`` (went over ``--memory`` and was killed), ``crashed`` (the worker
+died, was killed, or exited without finishing), ``invalid-notebook`` (not a readable notebook: also
+a symbolic link, a FIFO or anything but a regular file, over 256 MB or 20,000 code cells). Per exercise:
 ``ok``, ``missing`` (name not defined), ``not-attempted`` (``None`` or ``NotImplementedError``),
 ``error`` (raised), ``no-result`` (the submission stopped before reaching it).
 
 Files are replaced atomically as each submission finishes, so a crash or Ctrl-C keeps what was
 graded; a rerun skips students already graded unless ``--force`` or their notebook changed (by
-sha256). Exit status: 0 when the batch completed, whatever the scores; 2 for a usage error;
+sha256). Each stored row carries a keyed hash (HMAC-SHA256, key in ``--out/.grader-key``, readable
+by the grader only); a row whose hash does not match is regraded, never trusted. The output folder
+is made private (mode 0700) and stays so. In ``grades.csv``, a cell that a spreadsheet would read as
+a formula (starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) is prefixed with
+``'``; ``grades.json`` keeps the exact name. Exit status: 0 when the batch completed, whatever the scores; 2 for a usage error;
 1 if an exercise's own reference fails (a bug in the exercise bank); 130 on Ctrl-C.
 
-Memory floor: importing torch (CUDA build) needs about 3.2 GB of address space, so ``--memory``
-below about 3500 shows every submission as ``memory``; the default, 8192, leaves lessons 06-07
-(which hold CIFAR-10 in memory) room beside it.
+Memory floor: with a cgroup, ``--memory`` counts memory in use (a worker with torch loaded uses
+about 0.4 GB). Without one it is an address-space limit per process, and importing torch (CUDA
+build) needs about 3.2 GB of address space, so ``--memory`` below about 3500 then fails every
+submission; the default, 8192, leaves lessons 06-07 (which hold CIFAR-10 in memory) room either way.
 """
 from __future__ import annotations
 
@@ -66,6 +79,7 @@ import csv
 import ctypes
 import ctypes.util
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -74,6 +88,7 @@ import resource
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -83,7 +98,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import encoding
+from . import encoding, sandbox
 from .gradescope import write_gradescope
 
 __all__ = ["add_parser", "main", "run", "UsageError"]
@@ -92,6 +107,7 @@ DEFAULT_TIMEOUT = 120.0
 DEFAULT_MEMORY_MB = 8192
 _FILE_LIMIT = 512 << 20
 _NOTEBOOK_LIMIT = 256 << 20
+_CELL_LIMIT = 20_000
 _UID_BASE = 64000
 _GID_NOGROUP = 65534
 _LOG_TAIL = 1500
@@ -124,14 +140,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="a .ipynb file or a folder of them")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for grades.csv, grades.json and feedback/")
-    p.add_argument("--lesson", action="append", metavar="LESSON", help="grade this lesson's exercises (repeatable; default: the lessons in the notebooks' metadata)")
+    p.add_argument("--lesson", action="append", metavar="LESSON", help="the assignment: grade this lesson's exercises (repeatable; default: the lesson most notebooks record)")
+    p.add_argument("--bank", action="append", default=[], metavar="PATH", help="an instructor's exercise bank folder (repeatable; $COURSE_BANK is read too)")
     p.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1, metavar="N", help="submissions graded at once (default: number of CPUs)")
     p.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT, metavar="SECONDS", help=f"time limit per submission (default {DEFAULT_TIMEOUT:g})")
-    p.add_argument("--memory", type=_positive_int, default=DEFAULT_MEMORY_MB, metavar="MB", help=f"address-space limit per submission (default {DEFAULT_MEMORY_MB}; torch alone needs about 3500)")
+    p.add_argument("--memory", type=_positive_int, default=DEFAULT_MEMORY_MB, metavar="MB", help=f"memory limit per submission, all its processes together where a cgroup can be made, else address space per process (default {DEFAULT_MEMORY_MB}; without a cgroup torch alone needs about 3500)")
     p.add_argument("--force", action="store_true", help="regrade students already in DIR/grades.json")
     p.add_argument("--gradescope", action="store_true", help="also write DIR/results.json for Gradescope (one submission only)")
     p.add_argument("--seed", type=_seed, default=None, metavar="S", help="seed for the graded cases (default: fresh, or the one in DIR/grades.json)")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
+    p.add_argument("--no-sandbox", action="store_true", help="run submissions without the bubblewrap sandbox: only inside a disposable container where each submission already runs alone (such as Gradescope's)")
 
 
 def _positive_int(text: str) -> int:
@@ -237,13 +255,50 @@ class _Notebook:
     problem: str = ""
 
 
-def read_submission(path: str) -> _Notebook:
-    """Read a submitted notebook's code cells without running or trusting anything in it."""
+def read_submission(path: str, keep_cells: bool = True) -> _Notebook:
+    """Read a submitted notebook's code cells without running or trusting anything in it.
+
+    Only a regular file is read: a symbolic link (whatever it points at), a FIFO, a device or a
+    folder is refused without blocking, as is a file over 256 MB or with more than 20,000 code
+    cells. Every problem is returned as ``problem`` (the submission's ``invalid-notebook`` detail),
+    never raised.
+
+    Parameters
+    ----------
+    path : str
+        The notebook.
+    keep_cells : bool
+        Keep the cells' sources. The grader reads every notebook once up front without them (for the
+        sha256 and the lesson) and again, one at a time, when its worker starts, so that a batch
+        never holds every notebook in memory at once.
+
+    Returns
+    -------
+    _Notebook
+
+    Examples
+    --------
+    >>> read_submission("does-not-exist.ipynb").problem
+    'cannot read the file: No such file or directory'
+    """
     try:
-        with open(path, "rb") as fh:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if os.path.islink(path):
+            return _Notebook("", None, None, "the file is a symbolic link; submit the notebook itself")
+        return _Notebook("", None, None, f"cannot read the file: {exc.strerror}")
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return _Notebook("", None, None, "not a regular file (a FIFO, device or folder); submit the notebook itself")
+        if info.st_size > _NOTEBOOK_LIMIT:
+            return _Notebook("", None, None, f"the file is larger than {_NOTEBOOK_LIMIT >> 20} MB")
+        with os.fdopen(os.dup(fd), "rb") as fh:
             data = fh.read(_NOTEBOOK_LIMIT + 1)
     except OSError as exc:
         return _Notebook("", None, None, f"cannot read the file: {exc.strerror}")
+    finally:
+        os.close(fd)
     digest = hashlib.sha256(data).hexdigest()
     if len(data) > _NOTEBOOK_LIMIT:
         return _Notebook(digest, None, None, f"the file is larger than {_NOTEBOOK_LIMIT >> 20} MB")
@@ -255,10 +310,13 @@ def read_submission(path: str) -> _Notebook:
         return _Notebook(digest, None, None, "not a notebook: no list of cells")
     if nb.get("nbformat") != 4:
         return _Notebook(digest, None, None, f"not a version-4 notebook (nbformat {str(nb.get('nbformat'))[:20]})")
+    del data
     cells = []
     for cell in nb["cells"]:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
+        if len(cells) >= _CELL_LIMIT:
+            return _Notebook(digest, None, None, f"the notebook has more than {_CELL_LIMIT} code cells")
         source = cell.get("source", "")
         if isinstance(source, list) and all(isinstance(s, str) for s in source):
             source = "".join(source)
@@ -272,7 +330,7 @@ def read_submission(path: str) -> _Notebook:
     if isinstance(meta, dict) and isinstance(meta.get("course"), dict):
         value = meta["course"].get("lesson")
         lesson = value if isinstance(value, str) else None
-    return _Notebook(digest, cells, lesson)
+    return _Notebook(digest, cells if keep_cells else [], lesson)
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,29 +405,39 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _free_uids(count: int) -> list[int]:
-    uids, candidate = [], _UID_BASE
-    while len(uids) < count:
-        try:
-            pwd.getpwuid(candidate)
-        except KeyError:
-            uids.append(candidate)
-        candidate += 1
-    return uids
+    """``count`` user ids reserved for this run until it exits (see :class:`sandbox.UidLease`)."""
+    lease = sandbox.UidLease(count)
+    _LEASES.append(lease)  # held, with its lock files, for the life of this process
+    return list(lease.uids)
 
 
-def _limits_then_drop(memory_bytes: int, uid: int | None) -> Any:
+_LEASES: list = []
+
+
+def _limits_then_drop(memory_bytes: int | None, uid: int | None, cgroup_procs: Sequence[str] = ()) -> Any:
+    """The child's set-up between fork and exec: session, cgroup, limits, parent-death signal.
+
+    ``memory_bytes`` is the per-process address-space limit (``None`` where a cgroup bounds the
+    whole submission). ``uid`` is the reserved uid whose process count ``RLIMIT_NPROC`` bounds;
+    the sandbox itself drops to it. Without the sandbox (``--no-sandbox``) nothing drops here.
+    """
+    procs = list(cgroup_procs)
+
     def preexec() -> None:  # runs in the child between fork and exec; keep it to system calls
         os.setsid()
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        for path in procs:  # join the submission's cgroups before anything of it runs
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, str(os.getpid()).encode())
+            finally:
+                os.close(fd)
+        if memory_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
         resource.setrlimit(resource.RLIMIT_FSIZE, (_FILE_LIMIT, _FILE_LIMIT))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if uid is not None:
-            # Threads count as processes here: torch starts a few per core.
-            resource.setrlimit(resource.RLIMIT_NPROC, (512, 512))
-            os.setgroups([])
-            os.setgid(_GID_NOGROUP)
-            os.setuid(uid)
-        # Changing user clears the parent-death signal, so set it last.
+            # Counted per uid, and the uid is this slot's alone; threads count (torch starts some).
+            resource.setrlimit(resource.RLIMIT_NPROC, (sandbox.PROCESS_LIMIT, sandbox.PROCESS_LIMIT))
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
     return preexec
@@ -390,19 +458,9 @@ def _kill_uid(uid: int) -> None:
         os.waitpid(pid, 0)
 
 
-def _probe_drop(uid: int, memory_bytes: int, env: dict) -> str:
-    """Whether Python and course_utils can start as ``uid``; an empty string when they can."""
-    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('course_utils.grading.worker') is None)"
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", probe], cwd="/", env=env, stdin=subprocess.DEVNULL, capture_output=True,
-            preexec_fn=_limits_then_drop(memory_bytes, uid), timeout=60,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"{sys.executable} cannot be started by uid {uid}: {exc}"
-    if done.returncode != 0:
-        return f"uid {uid} cannot import course_utils (exit status {done.returncode})"
-    return ""
+def _probe_drop(uid: int | None, memory_bytes: int, env: dict) -> str:
+    """Why a worker cannot start in the sandbox (as ``uid`` when root); ``""`` when it can."""
+    return sandbox.problem(env, as_uid=uid, preexec=_limits_then_drop(memory_bytes, uid))
 
 
 _PR_SET_CHILD_SUBREAPER = 36
@@ -415,8 +473,19 @@ def _set_subreaper(on: bool) -> None:
 
 
 def _kill_strays(keep: set[int]) -> None:
-    """Kill and reap every child of this process except the worker processes in ``keep``."""
+    """Kill and reap every child of this process except the worker processes in ``keep``.
+
+    Swept again until a sweep finds none: killing one stray reparents its own children to this
+    process (the subreaper), and a tree that forks while being swept must not slip through.
+    """
+    for _ in range(200):
+        if not _kill_strays_once(keep):
+            return
+
+
+def _kill_strays_once(keep: set[int]) -> bool:
     me = os.getpid()
+    found = False
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) in keep:
             continue
@@ -428,11 +497,13 @@ def _kill_strays(keep: set[int]) -> None:
         fields = stat_line[stat_line.rfind(b")") + 2:].split()
         if len(fields) > 1 and int(fields[1]) == me:
             pid = int(name)
+            found = True
             try:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
             except (ProcessLookupError, ChildProcessError, PermissionError):
                 pass
+    return found
 
 
 @dataclass
@@ -448,6 +519,7 @@ class _Running:
     started: float
     deadline: float
     timed_out: bool = False
+    cgroup: Any = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -486,33 +558,72 @@ class _Grader:
         return data if isinstance(data, dict) else {}
 
     def _exercises(self, notebooks: dict[str, _Notebook]) -> list:
-        from ..exercises.registry import exercises_for_lesson
+        """The assignment's exercises: one batch is one assignment, with one maximum for everyone.
+
+        Its lessons come from ``--lesson``; without it, from the batch as a whole: the lesson that
+        most notebooks record (a single notebook's metadata cannot choose for the others). A tie
+        is a usage error that asks for ``--lesson``. Every notebook whose recorded lesson differs
+        is still graded against the batch's exercises, flagged in its row (``self.lesson_flags``)
+        and listed in a warning.
+        """
+        from ..exercises.bank import BankError, load_bank
+        from ..exercises.registry import all_exercises, exercises_for_lesson
         from .worker import load_extra_exercises
 
         try:
             load_extra_exercises()
         except Exception as exc:
             raise UsageError(f"COURSE_EXTRA_EXERCISES: {exc}") from None
-        lessons = list(self.args.lesson or [])
+        try:
+            for bank in getattr(self.args, "bank", None) or []:
+                load_bank(bank)
+            all_exercises()  # loads the built-in bank and $COURSE_BANK now, not mid-batch
+        except BankError as exc:
+            raise UsageError(str(exc)) from None
+        recorded: dict[str, int] = {}
+        for student, _ in self.submissions:
+            lesson = notebooks[student].lesson
+            if lesson:
+                recorded[lesson] = recorded.get(lesson, 0) + 1
+        lessons = list(dict.fromkeys(self.args.lesson or []))
         if not lessons:
-            for student, _ in self.submissions:
-                lesson = notebooks[student].lesson
-                if lesson and lesson not in lessons and exercises_for_lesson(lesson):
-                    lessons.append(lesson)
-        if not lessons:
-            raise UsageError("no notebook names a lesson with exercises in its metadata; pass --lesson LESSON")
+            usable = {lesson: n for lesson, n in recorded.items() if exercises_for_lesson(lesson)}
+            if not usable:
+                raise UsageError("no notebook names a lesson with exercises in its metadata; pass --lesson LESSON")
+            ranked = sorted(usable.items(), key=lambda item: -item[1])
+            if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+                found = ", ".join(f"{lesson} ({n})" for lesson, n in ranked)
+                raise UsageError(f"the notebooks record different lessons equally often ({found}); a batch is one assignment: pass --lesson LESSON")
+            lessons = [ranked[0][0]]
         exercises = []
         for lesson in lessons:
             found = exercises_for_lesson(lesson)
             if not found:
                 raise UsageError(f"lesson {lesson!r} has no exercises in the bank")
             exercises.extend(found)
+        self.lessons = lessons
+        self.lesson_flags = {}
+        for student, _ in self.submissions:
+            lesson = notebooks[student].lesson
+            if lesson not in lessons:
+                claimed = f"records lesson {lesson!r}" if lesson else "records no lesson"
+                self.lesson_flags[student] = f"the notebook {claimed}; graded as {', '.join(lessons)} like the whole batch"
+        if self.lesson_flags:
+            found = ", ".join(f"{lesson} ({n})" for lesson, n in sorted(recorded.items())) or "none"
+            print(
+                f"course grade: warning: {len(self.lesson_flags)} of {len(self.submissions)} notebooks record a lesson "
+                f"other than {', '.join(lessons)} (lessons found: {found}); they are graded against "
+                f"{', '.join(lessons)} and flagged in grades.csv",
+                file=sys.stderr,
+            )
         return exercises
 
     # ---- main loop ---------------------------------------------------------------------
 
     def grade(self) -> int:
-        notebooks = {student: read_submission(path) for student, path in self.submissions}
+        self._setup_sandbox()
+        # Without the cells: each notebook is read again, alone, when its worker starts.
+        notebooks = {student: read_submission(path, keep_cells=False) for student, path in self.submissions}
         exercises = self._exercises(notebooks)
         ids = [ex.id for ex in exercises]
         seed = self.args.seed
@@ -531,11 +642,15 @@ class _Grader:
             for ex, g in zip(exercises, self.graded)
         ]
         os.makedirs(os.path.join(self.out, "feedback"), exist_ok=True)
+        # Private to the grader while it runs (and after): no worker or other user lists or reads it.
+        os.chmod(self.out, 0o700)
+        self.key = _grader_key(self.out)
 
         todo = []
         for student, path in self.submissions:
             old = prev_students.get(student)
-            if not self.args.force and isinstance(old, dict) and old.get("sha256") == notebooks[student].sha256:
+            if (not self.args.force and isinstance(old, dict) and old.get("sha256") == notebooks[student].sha256
+                    and _row_is_signed(old, self.key)):
                 self.records[student] = old
             else:
                 todo.append((student, path))
@@ -546,10 +661,9 @@ class _Grader:
         self.work = tempfile.mkdtemp(prefix="course-grade-")
         running: list[_Running] = []
         self.running = running
-        self.isolation = "session"
         started = time.monotonic()
         try:
-            os.chmod(self.work, 0o711)
+            os.chmod(self.work, 0o700)
             cases_dir = os.path.join(self.work, "cases")
             os.mkdir(cases_dir)
             _write_cases(self.graded, cases_dir)
@@ -558,21 +672,7 @@ class _Grader:
             os.chmod(cases_dir, 0o755)
             self.cases_dir = cases_dir
             self.mpl_cache = _matplotlib_cache()
-            uids = [None] * self.jobs
-            if self.root:
-                candidates = _free_uids(self.jobs)
-                problem = _probe_drop(candidates[0], self.memory, self._child_env(self.work))
-                if problem:
-                    print(
-                        "course grade: warning: cannot run submissions as an unprivileged user "
-                        f"({problem}); they run as this user, in their own sessions. Make the Python "
-                        "interpreter, the virtual environment and course_utils readable by all users "
-                        "(or grade inside a container) for full isolation.",
-                        file=sys.stderr,
-                    )
-                else:
-                    uids = candidates
-            self.isolation = "user" if uids[0] is not None else "session"
+            uids = self.uids
             _set_subreaper(True)
             free_slots = list(range(self.jobs))
             queue = list(todo)
@@ -581,14 +681,21 @@ class _Grader:
             while queue or running:
                 while queue and free_slots:
                     student, path = queue.pop(0)
-                    nb = notebooks[student]
+                    nb = read_submission(path)  # one notebook's cells in memory at a time
                     if nb.cells is None:
                         self._finish_invalid(student, path, nb)
                         done += 1
                         self._progress(done, len(todo), student)
                         continue
                     slot = free_slots.pop(0)
-                    running.append(self._start(student, path, nb, slot, uids[slot]))
+                    try:
+                        running.append(self._start(student, path, nb, slot, uids[slot]))
+                    except Exception as exc:  # this submission's problem, never the batch's
+                        free_slots.append(slot)
+                        self._store(student, path, nb, "crashed", f"could not be started: {type(exc).__name__}: {exc}",
+                                    self._no_results("the submission could not be started"), {"run": 0, "errors": []}, 0.0)
+                        done += 1
+                        self._progress(done, len(todo), student)
                 time.sleep(0.02)
                 for job in list(running):
                     if self._exited(job):
@@ -625,6 +732,39 @@ class _Grader:
         self._summary(elapsed, len(todo))
         return 0
 
+    def _setup_sandbox(self) -> None:
+        """Decide how submissions are isolated; refuse (exit 2) when the sandbox cannot work here."""
+        self.uids: list[int | None] = [None] * self.jobs
+        self.use_cgroups = False
+        self.sandboxed = not bool(getattr(self.args, "no_sandbox", False))
+        user = pwd.getpwuid(os.geteuid()).pw_name if _has_account(os.geteuid()) else str(os.geteuid())
+        if not self.sandboxed:
+            self.isolation = f"none (--no-sandbox): submissions ran as user {user}, each in its own session"
+            print("course grade: warning: --no-sandbox: submissions run as this user, unconfined; use it only "
+                  "inside a disposable container where each submission runs alone (such as Gradescope's)", file=sys.stderr)
+            return
+        uid = None
+        if self.root:
+            try:
+                self.uids = _free_uids(self.jobs)
+            except RuntimeError as exc:
+                raise UsageError(f"cannot sandbox the submissions: {exc}") from None
+            uid = self.uids[0]
+        problem = _probe_drop(uid, self.memory, self._child_env(sandbox.LAYOUT.home))
+        if problem:
+            raise UsageError(f"cannot sandbox the submissions here: {problem}")
+        probe = sandbox.Cgroup.create(f"course-grade-{os.getpid()}-probe", self.memory)
+        if probe is not None:
+            probe.remove()
+            self.use_cgroups = True
+        who = f"uids {self.uids[0]}-{self.uids[-1]} reserved for this run, never root" if self.root else f"user {user}"
+        self.isolation = f"sandbox (bubblewrap): submissions ran as {who}; memory {sandbox.memory_bound(self.memory, self.use_cgroups)}"
+        if not self.quiet:
+            print(f"isolation: {self.isolation}", flush=True)
+
+    def _no_results(self, reason: str) -> dict:
+        return {g.exercise.id: self._exercise_record(g, None, "no-result", reason) for g in self.graded}
+
     def _progress(self, done: int, total: int, student: str) -> None:
         if self.quiet:
             return
@@ -650,9 +790,10 @@ class _Grader:
             for name in os.listdir(self.mpl_cache):
                 if name.startswith("fontlist"):
                     shutil.copy(os.path.join(self.mpl_cache, name), os.path.join(home, ".matplotlib", name))
+        os.mkdir(os.path.join(folder, "cases"))  # where the sandbox mounts the graded inputs
         cells_path = os.path.join(folder, "cells.json")
         with open(cells_path, "w", encoding="utf-8") as fh:
-            json.dump({"cells": nb.cells, "exercises": [g.exercise.id for g in self.graded]}, fh)
+            json.dump({"cells": nb.cells, "exercises": [_worker_spec(g.exercise) for g in self.graded], "timeout": self.timeout}, fh)
         os.chmod(cells_path, 0o644)
         if uid is not None:
             for dirpath, dirnames, filenames in os.walk(folder):
@@ -661,20 +802,50 @@ class _Grader:
                     os.chown(os.path.join(dirpath, name), uid, _GID_NOGROUP)
         # The log is opened here, so the grader keeps its own handle whatever the child does.
         log = open(os.path.join(self.work, f"log-{slot}-{os.path.basename(folder)}.txt"), "w+b")
-        env = self._child_env(home)
-        cmd = [sys.executable, "-m", "course_utils.grading.worker", "--cells", cells_path, "--cases", self.cases_dir, "--results", results]
+        cgroup = None
+        if self.sandboxed:
+            lay = sandbox.LAYOUT
+            env = self._child_env(lay.home)
+            inner = [sys.executable, "-m", "course_utils.grading.worker", "--cells", lay.cells, "--cases", lay.cases, "--results", lay.results]
+            cmd = sandbox.command(folder, self.cases_dir, inner, uid, hide=self._hidden())
+            if self.use_cgroups:
+                cgroup = sandbox.Cgroup.create(f"course-grade-{os.getpid()}-{os.path.basename(folder)}", self.memory)
+            cwd = "/"
+        else:
+            env = self._child_env(home)
+            cmd = [sys.executable, "-m", "course_utils.grading.worker", "--cells", cells_path, "--cases", self.cases_dir, "--results", results]
+            cwd = home
+        # A cgroup bounds the whole submission's memory; without one, each process gets --memory.
+        memory = None if cgroup is not None else self.memory
         now = time.monotonic()
-        proc = subprocess.Popen(
-            cmd,
-            cwd=home,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            close_fds=True,
-            preexec_fn=_limits_then_drop(self.memory, uid),
-        )
-        return _Running(student, path, nb, proc, folder, uid, slot, log, now, now + self.timeout)
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                close_fds=True,
+                preexec_fn=_limits_then_drop(memory, uid, cgroup.procs_files if cgroup else ()),
+            )
+        except BaseException:
+            log.close()
+            if cgroup is not None:
+                cgroup.remove()
+            raise
+        return _Running(student, path, nb, proc, folder, uid, slot, log, now, now + self.timeout, cgroup=cgroup)
+
+    def _hidden(self) -> list[str]:
+        """Files under the sandbox's read-only view that a worker must not read: extra exercise banks."""
+        hidden = []
+        for item in os.environ.get("COURSE_EXTRA_EXERCISES", "").split(os.pathsep):
+            if item.strip().endswith(".py") and os.path.exists(item.strip()):
+                hidden.append(os.path.abspath(item.strip()))
+        from ..exercises.bank import loaded_bank_paths
+
+        hidden.extend(p for p in loaded_bank_paths() if p not in hidden)  # --bank and $COURSE_BANK
+        return hidden
 
     def _child_env(self, home: str) -> dict[str, str]:
         import course_utils
@@ -718,8 +889,10 @@ class _Grader:
             os.killpg(job.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        if job.cgroup is not None:
+            job.cgroup.kill()
         if job.uid is not None:
-            _kill_uid(job.uid)
+            _kill_uid(job.uid)  # the uid is reserved for this run's slot: nobody else's processes
         try:
             job.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:  # pragma: no cover - a SIGKILLed process always ends
@@ -751,25 +924,31 @@ class _Grader:
             read_problem = ""
         cells = results.get("cells") if isinstance(results.get("cells"), dict) else {}
         cell_errors = [
-            {"cell": int(e["cell"]), "error": str(e["error"])[:300], "memory": bool(e.get("memory"))}
+            {"cell": int(e["cell"]), "error": str(e["error"])[:300], "memory": bool(e.get("memory")),
+             "name": cell_name(job.notebook.cells, int(e["cell"]))}
             for e in cells.get("errors", []) if isinstance(e, dict) and isinstance(e.get("cell"), int) and "error" in e
         ][:200] if isinstance(cells.get("errors"), list) else []
         raw = results.get("exercises") if isinstance(results.get("exercises"), dict) else {}
         exercises = {}
-        memory_seen = any(e["memory"] for e in cell_errors)
+        # Observed by the grader, never read from what the submission wrote or printed: the
+        # kernel's out-of-memory count for the submission's cgroup.
+        memory_seen = job.cgroup.oom_killed() if job.cgroup is not None else False
+        if job.cgroup is not None:
+            job.cgroup.remove()
         stop_reason = "the submission stopped before this exercise was run"
         if job.timed_out:
             stop_reason = f"the submission ran past the {self.timeout:g} s time limit before this exercise was run"
         for g in self.graded:
-            rec = self._exercise_record(g, raw.get(g.exercise.id), "no-result", stop_reason, results_dir, limits)
-            memory_seen = memory_seen or rec.pop("_memory", False)
+            try:
+                rec = self._exercise_record(g, raw.get(g.exercise.id), "no-result", stop_reason, results_dir, limits, job.notebook.cells)
+            except Exception as exc:  # MemoryError included: this exercise's problem, never the batch's
+                rec = self._exercise_record(g, None, "error", f"its results could not be read: {type(exc).__name__}")
+            rec.pop("_memory", None)
             exercises[g.exercise.id] = rec
-        lowered = log_tail.lower()
-        memory_seen = memory_seen or any(s in lowered for s in ("memoryerror", "cannot allocate memory", "can't allocate memory", "bad_alloc", "failed to map segment"))
         if job.timed_out:
             status, detail = "timeout", f"ran past the {self.timeout:g} s time limit and was stopped"
         elif memory_seen:
-            status, detail = "memory", f"ran out of its {self.memory >> 20} MB memory limit"
+            status, detail = "memory", f"went over its {self.memory >> 20} MB memory limit and was stopped"
         elif code != 0:
             how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
             status, detail = "crashed", f"the grading process {how}"
@@ -786,10 +965,25 @@ class _Grader:
                     {"run": int(cells.get("run", 0)) if isinstance(cells.get("run"), int) else 0, "errors": cell_errors}, seconds, timing)
 
     def _exercise_record(self, g: _Graded, raw: Any, default_status: str, default_reason: str,
-                         results_dir: str | None = None, limits: encoding.Limits | None = None) -> dict:
+                         results_dir: str | None = None, limits: encoding.Limits | None = None,
+                         cells: Sequence[str] | None = None) -> dict:
+        """Score one exercise of one submission from the worker's raw record, here in the grader.
+
+        A forbidden call seen in the worker (kind ``forbidden``) fails that case; a forbidden name
+        found by :func:`course_utils.exercises.forbidden.scan_source` in the learner's own source
+        (``cells``, read here, never trusted from the worker) fails every case, with the reason.
+        A single-value exercise's feedback never names its expected value.
+        """
         from ..exercises.core import compare, describe
+        from ..exercises.forbidden import scan_source
 
         ex = g.exercise
+        source_reasons: list[str] = []
+        if cells and (ex.forbidden or ex.kind == "function"):
+            try:
+                source_reasons = scan_source(ex, "\n\n\n".join(cells))[:5]
+            except (RecursionError, MemoryError, ValueError):  # a pathological notebook: no verdict from the scan
+                source_reasons = []
         n = len(g.cases)
         cases = []
         memory = False
@@ -811,22 +1005,35 @@ class _Grader:
                     else:
                         verdict = compare(g.expected[i], got, ex.rtol, ex.atol)
                         passed, reason, kind = verdict.ok, verdict.reason if not verdict.ok else "", "ok"
-                        if not passed:
+                        if not passed and ex.kind == "value":
+                            # The one expected value is the answer for every classmate: never show it.
+                            type_only = reason.startswith(("expected a ", "expected an ")) and ", got a" in reason
+                            reason = reason if type_only else f"not the right value; returned {describe(got, 100)}"
+                        elif not passed:
                             reason = f"{reason}; returned {describe(got, 100)}" if "got" not in reason else reason
                 elif isinstance(item, dict) and isinstance(item.get("error"), str):
-                    kind = item.get("kind") if item.get("kind") in ("not-attempted", "error", "timeout", "memory", "not-plain") else "error"
-                    reason = ("not attempted yet" if kind == "not-attempted" else f"raised {item['error'][:300]}" if kind in ("error", "memory") else item["error"][:300])
+                    kind = item.get("kind") if item.get("kind") in ("not-attempted", "error", "timeout", "memory", "not-plain", "forbidden") else "error"
+                    reason = ("not attempted yet" if kind == "not-attempted" else f"raised {item['error'][:300]}" if kind in ("error", "memory")
+                              else f"called a forbidden function: {item['error'][:300]}" if kind == "forbidden" else item["error"][:300])
                     memory = memory or kind == "memory"
                 kinds.append(kind)
                 cases.append({"input": g.inputs[i], "passed": passed, "reason": reason})
             if all(k == "not-attempted" for k in kinds):
                 status = "not-attempted"
+            elif any(k == "forbidden" for k in kinds):
+                status = "forbidden"
             elif any(k in ("error", "timeout", "memory", "not-plain") for k in kinds):
                 status = "error"
             else:
                 status = "ok"
         else:
             cases = [{"input": g.inputs[i], "passed": False, "reason": default_reason} for i in range(n)]
+        if source_reasons and status not in ("missing", "not-attempted"):
+            # The learner's own source calls what the exercise forbids: no case counts, whatever the
+            # worker reported (the worker runs the learner's code and could have hidden the call).
+            status = "forbidden"
+            why = "; ".join(source_reasons)
+            cases = [{**c, "passed": False, "reason": why} for c in cases]
         passed = sum(1 for c in cases if c["passed"])
         record = {
             "score": round(ex.points * passed / n, 4),
@@ -857,7 +1064,11 @@ class _Grader:
             "worker_timing": timing or {},
             "cells": cells,
             "exercises": exercises,
+            "isolation": self.isolation,
+            "flag": getattr(self, "lesson_flags", {}).get(student, ""),
         }
+        # Keyed with a key no worker can see, so a rerun trusts only rows this grader wrote.
+        record["signature"] = _sign(record, self.key)
         self.records[student] = record
         _atomic_write(os.path.join(self.out, "feedback", f"{student}.md"), _feedback(record, self.meta))
         self._write_all()
@@ -882,10 +1093,78 @@ class _Grader:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         ids = [m["id"] for m in self.meta]
-        writer.writerow(["student", *ids, "total", "max", "status"])
+        writer.writerow(["student", *(_csv_safe(i) for i in ids), "total", "max", "status", "flag"])
         for s, rec in students.items():
-            writer.writerow([s, *(_fmt(rec["exercises"].get(i, {}).get("score", 0)) for i in ids), _fmt(rec["total"]), _fmt(rec["max"]), rec["status"]])
+            writer.writerow([_csv_safe(s), *(_fmt(rec["exercises"].get(i, {}).get("score", 0)) for i in ids), _fmt(rec["total"]), _fmt(rec["max"]), _csv_safe(rec["status"]), _csv_safe(str(rec.get("flag", "")))])
         _atomic_write(os.path.join(self.out, "grades.csv"), buf.getvalue())
+
+
+def _csv_safe(text: str) -> str:
+    """``text`` as a spreadsheet shows it, never as a formula: a leading ``=+-@``, tab or CR gets ``'``.
+
+    Examples
+    --------
+    >>> _csv_safe("=HYPERLINK(1)"), _csv_safe("ann")
+    ("'=HYPERLINK(1)", 'ann')
+    """
+    text = str(text)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _grader_key(out: str) -> bytes:
+    """The gradebook's signing key, ``out/.grader-key`` (mode 0600), made on first use."""
+    path = os.path.join(out, ".grader-key")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as fh:
+            key = fh.read(65)
+        if len(key) == 64 and os.stat(path).st_uid == os.geteuid():
+            return key
+    except OSError:
+        pass
+    key = secrets.token_hex(32).encode()
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key)
+    os.replace(tmp, path)
+    return key
+
+
+def _sign(record: dict, key: bytes) -> str:
+    body = {k: v for k, v in record.items() if k != "signature"}
+    text = json.dumps(body, sort_keys=True, allow_nan=False, separators=(",", ":"))
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _row_is_signed(record: dict, key: bytes) -> bool:
+    """Whether a gradebook row read back from disk is one this grader wrote (else it is regraded)."""
+    signature = record.get("signature")
+    try:
+        return isinstance(signature, str) and hmac.compare_digest(signature, _sign(record, key))
+    except (TypeError, ValueError):
+        return False
+
+
+def _has_account(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
+
+
+def _worker_spec(ex: Any) -> dict:
+    """What the worker needs about an exercise: never its reference or its expected values."""
+    run = getattr(ex, "run", None)
+    from ..exercises.core import _call_answer
+
+    if run is None or run is _call_answer:
+        name = None
+    else:
+        name = f"{run.__module__}:{run.__qualname__}"
+    return {"id": ex.id, "name": ex.name, "kind": ex.kind, "time_limit": float(ex.time_limit), "run": name,
+            "forbidden": [str(f) for f in (getattr(ex, "forbidden", ()) or ())]}
 
 
 def _fmt(x: float) -> str:
@@ -920,6 +1199,28 @@ def _matplotlib_cache() -> str | None:
         return None
 
 
+def cell_name(cells: Sequence[str] | None, index: int) -> str:
+    """A code cell as JupyterLab shows it: ``cell [N] `first line```.
+
+    ``N`` counts code cells from 1 (markdown cells have no number), which is the execution count
+    JupyterLab shows after running the notebook top to bottom in a fresh kernel; the first
+    non-blank line makes it findable whatever the counts say. Every grading message uses this.
+
+    Examples
+    --------
+    >>> cell_name(["import torch", "\\nwhile True:\\n    pass"], 1)
+    'cell [2] `while True:`'
+    """
+    label = f"cell [{index + 1}]"
+    if not cells or not 0 <= index < len(cells):
+        return label
+    first = next((line.strip() for line in cells[index].splitlines() if line.strip()), "")
+    first = first.replace("`", "'")
+    if len(first) > 60:
+        first = first[:59] + "…"
+    return f"{label} `{first}`" if first else label
+
+
 def _feedback(record: dict, meta: Sequence[dict]) -> str:
     lines = [
         f"# Feedback for {record['student']}",
@@ -932,10 +1233,12 @@ def _feedback(record: dict, meta: Sequence[dict]) -> str:
     ]
     if record.get("detail"):
         lines += ["", f"Note: {record['detail']}."]
+    if record.get("flag"):
+        lines += ["", f"Flagged: {record['flag']}."]
     errors = record.get("cells", {}).get("errors", [])
     if errors:
-        lines += ["", "## Cells that raised an error", ""]
-        lines += [f"- code cell {e['cell'] + 1}: `{e['error']}`" for e in errors[:20]]
+        lines += ["", "## Cells that raised an error or were stopped", ""]
+        lines += [f"- {e.get('name') or cell_name(None, e['cell'])}: `{e['error']}`" for e in errors[:20]]
     for m in meta:
         ex = record["exercises"].get(m["id"])
         if ex is None:
@@ -949,6 +1252,10 @@ def _feedback(record: dict, meta: Sequence[dict]) -> str:
             lines += ["", "Not attempted yet."]
         elif ex["status"] == "no-result":
             lines += ["", ex["cases"][0]["reason"] + "." if ex["cases"] else "No result."]
+        elif ex["status"] == "forbidden":
+            first = next((c["reason"] for c in ex["cases"] if not c["passed"]), "")
+            lines += ["", "This exercise asks you to write the computation yourself; cases that used a "
+                      f"forbidden function earn nothing: {first}."]
         else:
             failed = [c for c in ex["cases"] if not c["passed"]]
             if not failed:

@@ -6,9 +6,12 @@ Gradescope's autograder runs a script inside a container with the submission in
 ``tests`` list whose items have ``name``, ``score``, ``max_score``, ``status``
 (``"passed"``/``"failed"``) and ``output``. A ``run_autograder`` script for the course is one line::
 
-    course grade /autograder/submission --out /autograder/results --gradescope --jobs 1
+    course grade /autograder/submission --out /autograder/results --gradescope --jobs 1 --no-sandbox
 
-(the folder must hold exactly one notebook). ``grades.json``, ``grades.csv`` and the Markdown
+(the folder must hold exactly one notebook). ``--no-sandbox`` is right there, and only there: the
+container is thrown away after this one submission, and Gradescope's containers may not allow the
+user namespaces bubblewrap needs. ``results.json`` is written by the grader after the submission's
+processes are gone, so nothing the submission wrote there survives. ``grades.json``, ``grades.csv`` and the Markdown
 feedback are written next to ``results.json`` as usual.
 """
 from __future__ import annotations

@@ -388,12 +388,14 @@ def command(
             "--die-with-parent", "--new-session"]
     if uid is None:
         args += ["--unshare-user", "--disable-userns"]
+    # The private /tmp first: a bind below (a venv or package under /tmp) must land on top of it.
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for p in _SYSTEM:
         if os.path.islink(p):
             args += ["--symlink", os.readlink(p), p]
         elif os.path.isdir(p):
             args += ["--ro-bind", p, p]
-    made = {"/", "/tmp", "/proc", "/dev"}
+    made = {"/", "/proc", "/dev"}
     for p in _python_paths():
         if any(p == s or p.startswith(s + "/") for s in _SYSTEM):
             continue
@@ -411,8 +413,7 @@ def command(
             args += ["--tmpfs", h, "--remount-ro", h]
         elif os.path.exists(h):
             args += ["--ro-bind", "/dev/null", h]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-             "--bind", folder, LAYOUT.work, "--ro-bind", cases_dir, LAYOUT.cases, "--chdir", LAYOUT.home]
+    args += ["--bind", folder, LAYOUT.work, "--ro-bind", cases_dir, LAYOUT.cases, "--chdir", LAYOUT.home]
     if uid is not None:
         setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--",

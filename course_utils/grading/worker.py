@@ -12,16 +12,21 @@ What it does:
 1. Forks once. The parent only waits and passes on the exit status, so a learner who kills
    "the parent process" kills this small watcher (and, through the parent-death signal, the work
    itself), which the grader reports as ``crashed``.
-2. Loads the exercise bank (plus the modules named in ``COURSE_EXTRA_EXERCISES``, a
-   ``os.pathsep``-separated list of module names or ``.py`` paths; tests use it to add a test-only
-   bank) and decodes the graded cases, before any learner code runs.
+2. Reads what it must know about each exercise from ``CELLS.json``: its id, the ``name`` to look
+   up, its kind, its per-case time limit and its ``run`` adapter (``null`` for a plain call, or
+   ``module:function`` in a module without references, see :mod:`course_utils.exercises.adapters`).
+   It never imports the exercise bank, so the references of the exercises being graded (an
+   instructor's private bank included) are neither imported nor, in the sandbox, readable. It
+   decodes the graded cases before any learner code runs.
 3. Executes the notebook's code cells in order in an IPython ``InteractiveShell`` (so magics such as
    ``%matplotlib inline`` work). A cell that raises is recorded (cell index and one-line error) and
    execution goes on, so definitions in later cells still load.
 4. Looks each exercise's ``name`` up in the namespace and applies it to every graded case with a
    per-case time limit; each output is encoded with :mod:`course_utils.grading.encoding`.
    ``results.json`` is rewritten (atomically) after each exercise, so a submission that is killed
-   later keeps what it computed.
+   later keeps what it computed. Saving uses only the worker's own folder descriptor and never the
+   learner's ``sys.stdout``: a notebook that closes file descriptors 0-2 or floods its output keeps
+   the answers it computed.
 
 ``results.json``::
 
@@ -155,20 +160,18 @@ def _work(cells_path: str, cases_dir: str, results_dir: str) -> int:
 
     from . import encoding
     from ..exercises.core import Case, is_unanswered, to_plain
-    from ..exercises.registry import get_exercise
 
-    load_extra_exercises()
     with open(cells_path, encoding="utf-8") as fh:
         job = json.load(fh)
     cells: list[str] = [c for c in job["cells"] if isinstance(c, str)]
-    exercise_ids: list[str] = list(job["exercises"])
+    specs = [_Spec.from_json(item) for item in job["exercises"]]
     case_limit_override = job.get("case_time_limit")
 
     # Everything the grader sent is decoded before the learner's code can touch numpy or torch.
     raw_cases = encoding.read_json(cases_dir, "cases.json")
     plan = []
-    for ex_id in exercise_ids:
-        ex = get_exercise(ex_id)
+    for ex in specs:
+        ex_id = ex.id
         cases = [
             Case(tuple(encoding.decode(c["args"], cases_dir)), dict(encoding.decode(c["kwargs"], cases_dir)), str(c.get("label", "")))
             for c in raw_cases[ex_id]
@@ -179,21 +182,45 @@ def _work(cells_path: str, cases_dir: str, results_dir: str) -> int:
     results: dict = {"cells": {"run": 0, "errors": []}, "exercises": {}, "done": False, "timing": {}}
     started = time.perf_counter()
 
+    # The results folder is opened now, before any learner code: saving then needs no path lookup
+    # and no stdio, whatever the learner closes, replaces or floods.
+    results_fd = os.open(results_dir, os.O_RDONLY | os.O_DIRECTORY)
+    results_fd = _high_fd(results_fd)
+
     def save() -> None:
-        encoding.write_json(results_dir, "results.json", results)
+        try:
+            _save(results_fd, results)
+        except Exception:  # a learner's patch of json or os: the last good save stays
+            pass
 
     save()
     shell = _make_shell()
+    cell_limit, cells_budget = _cell_budgets(job)
+    cells_deadline = time.monotonic() + cells_budget
+    signal.signal(signal.SIGALRM, _on_cell_alarm)
     for index, source in enumerate(cells):
-        outcome = shell.run_cell(source, store_history=False, silent=False)
+        left = cells_deadline - time.monotonic()
+        if left <= 0.05:
+            # The cells' share of the time limit is spent: skip the rest, keep time for grading
+            # the functions already defined.
+            results["cells"]["errors"].append({"cell": index, "error": "not run: the cells' share of the time limit was spent", "skipped": True})
+            results["cells"]["run"] = index + 1
+            continue
+        budget = min(cell_limit, left)
+        outcome, stopped = _run_cell_limited(shell, source, budget)
         results["cells"]["run"] = index + 1
+        if stopped:
+            results["cells"]["errors"].append({"cell": index, "error": f"ran past its {budget:.3g} s share of the time limit and was stopped; later cells still ran", "timeout": True})
+            save()
+            continue
         error = outcome.error_before_exec or outcome.error_in_exec
         if error is not None:
             entry = {"cell": index, "error": _one_line(error)}
             if _is_memory_error(error):
                 entry["memory"] = True
             results["cells"]["errors"].append(entry)
-    sys.stdout.flush()
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    _flush()
     results["timing"]["cells"] = round(time.perf_counter() - started, 4)
     save()
 
@@ -226,32 +253,182 @@ def _work(cells_path: str, cases_dir: str, results_dir: str) -> int:
     results["done"] = True
     results["timing"]["cases"] = round(time.perf_counter() - started, 4)
     save()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    _flush()
     # Skip interpreter teardown: it is slow with torch loaded, and atexit hooks are the learner's.
     os._exit(0)
 
 
+class _CellTimeout(BaseException):
+    """Raised inside a learner's cell that runs past its share of the time limit."""
+
+
+_CELL_ARMED = {"on": False}
+
+
+def _on_cell_alarm(signum, frame):  # noqa: ARG001 - signal handler signature
+    if _CELL_ARMED["on"]:
+        raise _CellTimeout()
+
+
+def _cell_budgets(job: dict) -> tuple[float, float]:
+    """Seconds one cell may take, and all cells together, from the submission's time limit.
+
+    A cell gets at most half of the limit, and the cells together 80 % of it, so a cell that
+    never returns (``while True: pass``) is stopped and the functions defined before it are
+    still graded in the time that is left. Without a limit in the job: 60 s a cell, no total.
+    """
+    def number(key: str) -> float | None:
+        value = job.get(key)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
+
+    total = number("timeout")
+    cell = number("cell_time_limit") or (0.5 * total if total else 60.0)
+    return cell, (0.8 * total if total else float("inf"))
+
+
+def _run_cell_limited(shell, source: str, seconds: float):
+    """Run one cell with a time limit; ``(outcome, stopped)``.
+
+    The timer repeats every 0.1 s after it first fires, so a cell that swallows the first
+    ``_CellTimeout`` with a bare ``except:`` is stopped by the next one.
+    """
+    stopped = False
+    outcome = None
+    try:
+        _CELL_ARMED["on"] = True
+        signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01), 0.1)
+        try:
+            outcome = shell.run_cell(source, store_history=False, silent=False)
+        finally:
+            _CELL_ARMED["on"] = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except _CellTimeout:  # fired in IPython's own code around the cell
+        stopped = True
+    if outcome is not None:
+        error = outcome.error_before_exec or outcome.error_in_exec
+        stopped = stopped or isinstance(error, _CellTimeout)
+    return outcome, stopped
+
+
+class _Spec:
+    """What the worker knows about one exercise: never its reference or its cases' answers."""
+
+    def __init__(self, id: str, name: str, kind: str, time_limit: float, run: str | None,
+                 forbidden: tuple[str, ...] = ()) -> None:
+        self.id, self.name, self.kind, self.time_limit = id, name, kind, time_limit
+        # Dotted names the learner may not call in this exercise (see exercises.forbidden).
+        self.forbidden = forbidden
+        self._run_name = run
+        self._run = None
+
+    @classmethod
+    def from_json(cls, item: dict) -> "_Spec":
+        if isinstance(item, str):  # an id alone: the plain call (older grader's format)
+            return cls(item, item, "function", 5.0, None)
+        forbidden = item.get("forbidden") or ()
+        return cls(str(item["id"]), str(item["name"]), str(item.get("kind", "function")),
+                   float(item.get("time_limit", 5.0)), item.get("run"),
+                   tuple(str(f) for f in forbidden) if isinstance(forbidden, (list, tuple)) else ())
+
+    def run(self, answer, case):
+        if self._run is None:
+            if not self._run_name:
+                self._run = lambda answer, case: answer(*case.args, **dict(case.kwargs))
+            else:
+                import importlib
+
+                module, _, function = str(self._run_name).partition(":")
+                self._run = getattr(importlib.import_module(module), function)
+        return self._run(answer, case)
+
+
+def _high_fd(fd: int) -> int:
+    # Far above 0-2, so a learner's os.close(0..2) and the files it opens next never touch it.
+    import fcntl
+
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 900)
+    os.close(fd)
+    return high
+
+
+def _save(dir_fd: int, results: dict) -> None:
+    import json
+
+    data = json.dumps(results, allow_nan=False).encode("utf-8")
+    tmp = f"results.json.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=dir_fd)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    os.replace(tmp, "results.json", src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def _flush() -> None:
+    # The learner may have closed or flooded stdout, or replaced sys.stdout: none of that is a crash.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+
+
 def _run_case(ex, answer, case, limit, results_dir, prefix, to_plain, encoding) -> dict:
+    """Apply the learner's ``answer`` to one graded case; the outcome as plain data for results.json.
+
+    The learner's call and the reading of its result run under one time limit and under
+    :func:`course_utils.exercises.forbidden.forbid`, so a forbidden call (``F.conv2d`` in
+    ``conv2d_forward``) fails the case with kind ``forbidden``, even when the learner's code
+    catches the error. ``ex`` needs ``kind``, ``run``, ``id`` and ``forbidden`` only.
+    """
+    from ..exercises.forbidden import ForbiddenCallError, forbid
+
+    violations: list[str] = []
+    stage, plain = "run", None
     try:
         signal.setitimer(signal.ITIMER_REAL, limit)
         try:
-            raw = answer if ex.kind == "value" else ex.run(answer, case)
+            with forbid(ex) as guard:
+                try:
+                    raw = answer if ex.kind == "value" else ex.run(answer, case)
+                    stage = "read"
+                    # Reading the result runs learner code too (a list subclass's __iter__), so it
+                    # gets the same limit and the same guard.
+                    plain = to_plain(raw)
+                finally:
+                    violations.extend(guard.violations)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
     except _CaseTimeout:
         return {"error": f"did not return within {limit:g} s", "kind": "timeout"}
     except NotImplementedError as exc:
         return {"error": _one_line(exc), "kind": "not-attempted"}
-    except BaseException as exc:  # anything the learner raises, SystemExit included, is that case's error
-        return {"error": _one_line(exc), "kind": "memory" if _is_memory_error(exc) else "error"}
-    try:
-        plain = to_plain(raw)
-        return {"out": encoding.encode(plain, results_dir, prefix)}
+    except ForbiddenCallError as exc:
+        return {"error": _one_line_forbidden(str(exc)), "kind": "forbidden"}
     except (TypeError, ValueError) as exc:
-        return {"error": f"returned something that is not plain data: {_one_line(exc)}", "kind": "not-plain"}
+        if violations:
+            return {"error": _one_line_forbidden(violations[0]), "kind": "forbidden"}
+        if stage == "read":
+            return {"error": f"returned something that is not plain data: {_one_line(exc)}", "kind": "not-plain"}
+        return {"error": _one_line(exc), "kind": "error"}
+    except BaseException as exc:  # anything the learner raises, SystemExit included, is that case's error
+        if violations:
+            return {"error": _one_line_forbidden(violations[0]), "kind": "forbidden"}
+        return {"error": _one_line(exc), "kind": "memory" if _is_memory_error(exc) else "error"}
+    if violations:
+        # The learner caught the ForbiddenCallError and returned something else: still a failure.
+        return {"error": _one_line_forbidden(violations[0]), "kind": "forbidden"}
+    try:
+        return {"out": encoding.encode(plain, results_dir, prefix)}
     except BaseException as exc:
         return {"error": f"its result could not be read: {_one_line(exc)}", "kind": "error"}
+
+
+def _one_line_forbidden(message: str) -> str:
+    text = " ".join(message.split())
+    return text if len(text) <= 300 else text[:299] + "…"
 
 
 def _make_shell():
