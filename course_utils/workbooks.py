@@ -367,6 +367,21 @@ def _defines(source: str, name: str) -> bool:
     return False
 
 
+def _checks_name(source: str, exercise_id: str, name: str) -> bool:
+    """Whether the cell calls ``check(exercise_id, name)`` with the exercise's own name."""
+    plain = "\n".join("" if l.lstrip().startswith(("%", "!")) else l for l in source.split("\n"))
+    try:
+        tree = ast.parse(plain)
+    except SyntaxError:
+        return f'check("{exercise_id}", {name})' in source
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "check"
+                and len(node.args) >= 2 and isinstance(node.args[0], ast.Constant) and node.args[0].value == exercise_id
+                and isinstance(node.args[1], ast.Name) and node.args[1].id == name):
+            return True
+    return False
+
+
 def _lesson_progress(path: Path) -> LessonProgress:
     import nbformat
 
@@ -383,11 +398,17 @@ def _lesson_progress(path: Path) -> LessonProgress:
     result = LessonProgress(lesson, path)
     cells = nb.cells
     for ex in exercises_for_lesson(lesson):
-        # The last check cell of this exercise is the one that counts.
-        found = None
+        # The check of the learner's own answer counts: check("<id>", <name>). A lesson may also
+        # check demo functions under the same id (lesson 00 shows a wrong and an unfinished one);
+        # those count only where no cell checks the name itself.
+        found = own = None
         for index, cell in enumerate(cells):
-            if cell.get("cell_type") == "code" and any(i == ex.id for _, i in check_calls(cell.get("source", ""))):
+            source = cell.get("source", "")
+            if cell.get("cell_type") == "code" and any(i == ex.id for _, i in check_calls(source)):
                 found = index
+                if _checks_name(source, ex.id, ex.name):
+                    own = index
+        found = own if own is not None else found
         if found is None:
             result.exercises.append(ExerciseProgress(ex.id, "no check cell", f'add a cell: check("{ex.id}", {ex.name})'))
             continue

@@ -162,3 +162,15 @@ def test_reset_of_a_lesson_without_a_workbook_just_writes_it(learner, capsys):
 def test_lesson_numbers_and_stems_name_the_same_lesson(learner):
     assert lesson_paths(["2"]) == lesson_paths(["02"]) == lesson_paths(["02_output_size"])
     assert len(lesson_paths([])) >= 8
+
+
+def test_progress_counts_the_check_of_the_learners_own_answer_not_a_demo(learner):
+    """Lesson 00 also checks a wrong and an unfinished demo function under the same exercise id."""
+    make_workbooks("wb", ["00"])
+    target = learner / "wb" / "00_start_here.ipynb"
+    nb = nbformat.read(str(target), as_version=4)
+    demos = [c for c in nb.cells if c.cell_type == "code" and 'check("count_values"' in c.source]
+    assert len(demos) >= 2, "lesson 00 no longer has demo checks; this test needs another lesson"
+    attempt(target, "count_values", "def count_values(n, c, h, w):\n    return n * c * h * w\n", "count_values")
+    (lesson,) = read_progress("wb")
+    assert [(e.exercise_id, e.status) for e in lesson.exercises] == [("count_values", "passed")]
