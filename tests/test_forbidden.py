@@ -289,3 +289,18 @@ def test_check_shows_the_next_hint_after_each_failure(capsys):
     assert ex.hints[0] in shown[0] and ex.hints[1] in shown[1] and ex.hints[2] in shown[2] and ex.hints[2] in shown[3]
     assert "hint 2/3:" in shown[1]
     del check_module
+
+
+def test_scan_source_ignores_module_variables_that_share_a_parameter_name():
+    # Lesson notebooks define `conv = nn.Conv2d(...)` and `weight = conv.weight` at top level; the
+    # learner's `weight` parameter is not that variable, and must not drag nn.Conv2d in.
+    src = (
+        "import torch.nn as nn\nimport torch.nn.functional as F\n"
+        "conv = nn.Conv2d(3, 4, 3)\nweight = conv.weight\nx = F.conv2d(torch.ones(1, 3, 5, 5), weight)\n\n\n"
+        "def helper(t):\n    return t.sum()\n\n\n"
+        "def conv2d_forward(x, weight, bias=None, stride=1, padding=0):\n"
+        "    out = helper(x) * weight.sum()\n    for conv in range(2):\n        out = out + conv\n    return out\n"
+    )
+    assert scan_source(get_exercise("conv2d_forward"), src) == []
+    hidden = src + "\n\n\n_c = F.conv2d\n\n\ndef conv2d_forward(x, weight, bias=None, stride=1, padding=0):\n    return _c(x, weight)\n"
+    assert scan_source(get_exercise("conv2d_forward"), hidden)

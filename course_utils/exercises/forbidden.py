@@ -455,6 +455,7 @@ class _Module:
     def __init__(self, tree: ast.Module) -> None:
         self.aliases: dict[str, str] = {}
         self.defs: dict[str, list[ast.AST]] = {}
+        self.functions: set[str] = set()  # names bound by a top-level def or class
         self.imports: list[tuple[str, int]] = []
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -473,6 +474,7 @@ class _Module:
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 self.defs.setdefault(node.name, []).append(node)
+                self.functions.add(node.name)
             elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 for t in targets:
@@ -583,7 +585,14 @@ def scan_source(exercise: Any, source: str) -> list[str]:
         if current in seen:
             continue
         seen.add(current)
-        for node in module.defs.get(current, []):
+        # The exercise's own name is followed wherever it is bound (``conv_out = shapes.conv_out``
+        # too); the functions it calls only through their def, so a module-level variable that
+        # happens to share a parameter's name (``weight = conv.weight``) is not pulled in.
+        nodes = module.defs.get(current, []) if current == name else [
+            n for n in module.defs.get(current, []) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        ]
+        for node in nodes:
+            local = _locally_bound(node)
             for sub in ast.walk(node):
                 if isinstance(sub, ast.Attribute) and sub.attr == "reference":
                     add(f"the source of {name} reads a .reference attribute (line {sub.lineno}), the course's answer")
@@ -593,9 +602,9 @@ def scan_source(exercise: Any, source: str) -> list[str]:
                 if not isinstance(sub, (ast.Attribute, ast.Name)):
                     continue
                 dotted = _dotted(sub)
-                if dotted is None:
-                    continue
-                if isinstance(sub, ast.Name) and sub.id in module.defs and sub.id != current:
+                if dotted is None or dotted.split(".")[0] in local:
+                    continue  # a parameter or local variable, not the module-level name
+                if isinstance(sub, ast.Name) and sub.id in module.functions and sub.id != current:
                     todo.append(sub.id)
                 full = module.expand(dotted)
                 hit = _match(full, forbidden, forbidden_ids, forbidden_atens, class_names)
@@ -604,6 +613,18 @@ def scan_source(exercise: Any, source: str) -> list[str]:
                 elif full.startswith("course_utils.exercises") and full.split(".")[2:3] and full.split(".")[2] not in _ALLOWED_EXERCISE_NAMES:
                     add(f"the source of {name} uses {full} (line {sub.lineno}), which holds the exercises' reference answers")
     return reasons
+
+
+def _locally_bound(node: ast.AST) -> set[str]:
+    """Names a function or class binds itself: parameters, assignments, loop and ``with`` targets."""
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+        return set()
+    names = {a.arg for a in ast.walk(node) if isinstance(a, ast.arg)}
+    names |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))}
+    names |= {n.name for n in ast.walk(node) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n is not node}
+    names |= {h.name for h in ast.walk(node) if isinstance(h, ast.ExceptHandler) and h.name}
+    # Imports inside the function bind names too, but they are what the scan must see: keep them out.
+    return names
 
 
 def _match(full: str, forbidden: tuple[str, ...], ids: dict[int, str], atens: dict[str, str], classes: dict[str, str]) -> str | None:
