@@ -156,7 +156,7 @@ def test_prediction_formula_counts_training_and_evaluation_of_every_epoch():
     plan = doctor.lesson06_plan()
     # Lesson 06: two runs of EPOCHS on train_size, plus the overfitting demo.
     expected = (2 * doctor.predict_fit_seconds(1000.0, 5000.0, plan["EPOCHS"], plan["train_size"], plan["val_size"])
-                + doctor.predict_fit_seconds(1000.0, 5000.0, 15, 1000, plan["val_size"] + 1000))
+                + doctor.predict_fit_seconds(1000.0, 5000.0, doctor.LESSON_06_OVERFIT["epochs"], 1000, 1000 + 1000))
     assert doctor.predict_lesson06_seconds(1000.0, 5000.0) == pytest.approx(expected)
     assert doctor.predict_lesson06_seconds(1000.0, 5000.0, epochs=1) < expected
 
@@ -206,14 +206,14 @@ def test_a_fast_machine_gets_a_green_line_with_the_time():
 def test_a_slow_machine_is_told_what_to_do_and_each_option_fits_the_budget():
     import re
 
-    line = doctor.check_training_speed({"train_img_s": 200.0, "eval_img_s": 600.0, "device": "cpu", "precision": "fp32"})
+    line = doctor.check_training_speed({"train_img_s": 120.0, "eval_img_s": 400.0, "device": "cpu", "precision": "fp32"})
     assert not line.ok and not line.required
     assert "EPOCHS = " in line.fix and "train_size = " in line.fix and "GPU" in line.fix
     epochs = int(re.search(r"EPOCHS = (\d+)", line.fix).group(1))
     subset = int(re.search(r"train_size = (\d+)", line.fix).group(1))
     plan = doctor.lesson06_plan()
-    assert doctor.predict_lesson06_seconds(200.0, 600.0, epochs=epochs) <= doctor.SLOW_FIT_SECONDS
-    assert doctor.predict_lesson06_seconds(200.0, 600.0, train_size=subset) <= doctor.SLOW_FIT_SECONDS
+    assert doctor.predict_lesson06_seconds(120.0, 400.0, epochs=epochs) <= doctor.SLOW_FIT_SECONDS
+    assert doctor.predict_lesson06_seconds(120.0, 400.0, train_size=subset) <= doctor.SLOW_FIT_SECONDS
     assert epochs < plan["EPOCHS"] and 1000 <= subset < plan["train_size"]
 
 
