@@ -68,8 +68,9 @@ class WorkbookResult:
         The lesson stem, e.g. ``"02_output_size"``.
     path : pathlib.Path
         The workbook.
-    action : {"written", "kept", "reset"}
-        Written fresh, kept as it was (it existed), or reset (the old one moved to ``backup``).
+    action : {"written", "kept", "reset", "failed"}
+        Written fresh, kept as it was (it existed), reset (the old one moved to ``backup``), or not
+        written because the lesson cannot be released (``note`` says why).
     backup : pathlib.Path or None
         Where the previous workbook was moved by a reset.
     note : str
@@ -198,13 +199,13 @@ def make_workbooks(out_dir: str | os.PathLike = DEFAULT_DIR, lessons: Sequence[s
     Returns
     -------
     list of WorkbookResult
-        One per lesson, ``action`` "written" or "kept".
+        One per lesson, ``action`` "written", "kept", or "failed" for a lesson that cannot be
+        released (the others are still written: one broken lesson does not hold up the course).
 
     Raises
     ------
     WorkbookError
-        ``out_dir`` is a file or the lessons' own folder, or a lesson does not exist or cannot be
-        released; nothing is written then.
+        ``out_dir`` is a file or the lessons' own folder, or a lesson name does not exist.
 
     Examples
     --------
@@ -221,7 +222,6 @@ def make_workbooks(out_dir: str | os.PathLike = DEFAULT_DIR, lessons: Sequence[s
     if any(p.parent.resolve() == out.resolve() for p in paths):
         raise WorkbookError(f"{out} is the folder of the solved lessons; give another folder for the workbooks (--dir)")
     _load_extra_exercises()
-    # Release everything first, so that a broken lesson leaves no half-made set behind.
     pending = []
     for lesson in paths:
         target = out / lesson.name
@@ -233,10 +233,15 @@ def make_workbooks(out_dir: str | os.PathLike = DEFAULT_DIR, lessons: Sequence[s
                         f"`course reset {lesson.stem[:2]}` gets the new one (yours is kept in {BACKUP_DIR}/)")
             pending.append((lesson, target, None, note))
         else:
-            pending.append((lesson, target, _released(lesson), ""))
+            try:
+                pending.append((lesson, target, _released(lesson), ""))
+            except WorkbookError as exc:
+                pending.append((lesson, target, None, f"FAILED: {exc}"))
     results = []
     for lesson, target, workbook, note in pending:
-        if workbook is not None and _write_new(workbook, target):
+        if note.startswith("FAILED: "):
+            results.append(WorkbookResult(lesson.stem, target, "failed", note=note.removeprefix("FAILED: ")))
+        elif workbook is not None and _write_new(workbook, target):
             results.append(WorkbookResult(lesson.stem, target, "written"))
         else:
             results.append(WorkbookResult(lesson.stem, target, "kept", note=note))
@@ -524,14 +529,21 @@ def run_workbooks(args: argparse.Namespace) -> int:
     for r in results:
         if r.action == "written":
             print(f"wrote   {r.path}")
+        elif r.action == "failed":
+            print(f"course workbooks: error: {r.note}", file=sys.stderr)
         else:
             print(f"kept    {r.path} (already there; your work is not touched)" + (f"\n        note: {r.note}" if r.note else ""))
     written = sum(r.action == "written" for r in results)
-    print(f"\n{written} workbook(s) written, {len(results) - written} kept. Open them with:\n\n    {_open_hint(Path(args.dir))}\n")
+    failed = [r.lesson for r in results if r.action == "failed"]
+    kept = len(results) - written - len(failed)
+    print(f"\n{written} workbook(s) written, {kept} kept. Open them with:\n\n    {_open_hint(Path(args.dir))}\n")
     print("Start with 00_start_here.ipynb. The solved lessons in notebooks/ are the reference to compare with "
           "after you have tried an exercise.\n`course progress` shows which exercises pass; "
           "`course reset NN` starts lesson NN over (the old workbook is kept in "
           f"{Path(args.dir).as_posix()}/{BACKUP_DIR}/).")
+    if failed:
+        print(f"course workbooks: {', '.join(failed)} could not be made (see above); please report it.", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -174,3 +174,21 @@ def test_progress_counts_the_check_of_the_learners_own_answer_not_a_demo(learner
     attempt(target, "count_values", "def count_values(n, c, h, w):\n    return n * c * h * w\n", "count_values")
     (lesson,) = read_progress("wb")
     assert [(e.exercise_id, e.status) for e in lesson.exercises] == [("count_values", "passed")]
+
+
+def test_a_lesson_that_cannot_be_released_does_not_hold_up_the_others(learner, capsys, monkeypatch):
+    from course_utils import workbooks
+
+    real = workbooks._released
+
+    def broken_02(lesson):
+        if lesson.stem == "02_output_size":
+            raise WorkbookError(f"{lesson}, cell 33: check('conv_out', ...) names no exercise in the bank")
+        return real(lesson)
+
+    monkeypatch.setattr(workbooks, "_released", broken_02)
+    status, out, err = course(capsys, "workbooks", "00", "02")
+    assert status == 1
+    assert (learner / "workbooks" / "00_start_here.ipynb").is_file()
+    assert not (learner / "workbooks" / "02_output_size.ipynb").exists()
+    assert "cell 33" in err and "02_output_size could not be made" in err
