@@ -95,7 +95,8 @@ def _attacks(subs: Path, out: Path, marker: Path) -> dict[str, list[str]]:
         ),
         # 4. the trusted side
         "prints_memoryerror": [*FULL, "print('MemoryError: cannot allocate memory')\nimport sys\nprint('MemoryError', file=sys.stderr)"],
-        "closes_stdio": [*FULL, "import os\nos.close(0)\nos.close(1)\nos.close(2)"],
+        # Output left in the buffer is flushed only after the cells, onto descriptors now closed.
+        "closes_stdio": [*FULL, "import os\nos.close(0)\nos.close(1)\nos.close(2)\nprint('still talking', end='')"],
         "floods_stdout": [
             *FULL,
             "import resource, sys\nresource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
