@@ -9,11 +9,11 @@ from torch import nn
 
 from course_utils.exercises import compare, get_exercise, run_checks, to_plain
 from course_utils.exercises.core import Case
-from course_utils.exercises.lesson06 import flatten_size, run_model, train_step
+from course_utils.exercises.lesson06 import run_model, train_step
 from course_utils.exercises.lesson07 import batchnorm2d_forward, dropout2d_forward
 from course_utils.models import TinyCNN
 
-IDS = ["flatten_size", "tinycnn", "train_step", "batchnorm2d_forward", "dropout2d_forward"]
+IDS = ["tinycnn", "train_step", "evaluate", "batchnorm2d_forward", "dropout2d_forward"]
 
 
 def graded(exercise_id: str, answer, seed: int = 123, n: int | None = None) -> tuple[int, int]:
@@ -58,35 +58,6 @@ def test_not_attempted_stub(exercise_id):
         raise NotImplementedError("Replace this line with your solution")
 
     assert run_checks(exercise_id, stub, seed=0, n_random=3).status == "not-attempted"
-
-
-# ---------------------------------------------------------------- flatten_size
-
-
-@pytest.mark.parametrize(
-    "channels,h,w,pools",
-    [(64, 32, 32, 2), (16, 33, 33, 2), (8, 31, 64, 4), (3, 2, 3, 1), (5, 7, 5, 0), (4, 9, 17, 3)],
-)
-def test_flatten_size_matches_a_real_stack(channels, h, w, pools):
-    layers: list[nn.Module] = []
-    cin = 3
-    for i in range(max(pools, 1)):
-        cout = channels if i == max(pools, 1) - 1 else 6
-        layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU()]
-        if i < pools:
-            layers.append(nn.MaxPool2d(2))
-        cin = cout
-    out = nn.Sequential(*layers, nn.Flatten())(torch.zeros(1, 3, h, w))
-    assert flatten_size(channels, h, w, pools) == out.shape[1]
-
-
-def test_flatten_size_wrong_answers_fail():
-    assert run_checks("flatten_size", flatten_size, seed=1).passed
-    # rounding once at the end instead of after every pool
-    assert not run_checks("flatten_size", lambda c, h, w, p: c * round(h / 2**p) * round(w / 2**p), seed=1).passed
-    # a float where a count is expected
-    assert not run_checks("flatten_size", lambda c, h, w, p: float(flatten_size(c, h, w, p)), seed=1).passed
-    assert not run_checks("flatten_size", lambda c, h, w, p: c * (h // 2**p) ** 2, seed=1).passed
 
 
 # ---------------------------------------------------------------- TinyCNN
@@ -351,3 +322,197 @@ def test_dropout_right_answer_passes():
     assert run_checks("dropout2d_forward", dropout2d_forward, seed=0).passed
     passed, total = graded("dropout2d_forward", dropout2d_forward, seed=77)
     assert passed == total
+
+
+# ---------------------------------------------------------------- evaluate (lesson 06)
+
+from course_utils.exercises.lesson06 import run_evaluate  # noqa: E402
+
+
+def evaluate_solution(model, images, labels, batch_size=256):
+    """A learner's correct answer, written here (the course's reference is itself forbidden)."""
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            scores = model(images[i:i + batch_size])
+            loss_sum += F.cross_entropy(scores, labels[i:i + batch_size], reduction="sum").item()
+            correct += int((scores.argmax(1) == labels[i:i + batch_size]).sum())
+    model.train(was_training)
+    return loss_sum / len(images), correct / len(images)
+
+
+def evaluate_forgets_eval(model, images, labels, batch_size=256):
+    with torch.no_grad():
+        scores = model(images)
+    return F.cross_entropy(scores, labels).item(), (scores.argmax(1) == labels).float().mean().item()
+
+
+def evaluate_with_gradients(model, images, labels, batch_size=256):
+    model.eval()
+    scores = model(images)
+    result = F.cross_entropy(scores, labels).item(), (scores.argmax(1) == labels).float().mean().item()
+    model.train()
+    return result
+
+
+def evaluate_leaves_eval_mode(model, images, labels, batch_size=256):
+    model.eval()
+    with torch.no_grad():
+        scores = model(images)
+    return F.cross_entropy(scores, labels).item(), (scores.argmax(1) == labels).float().mean().item()
+
+
+def evaluate_mean_of_batch_means(model, images, labels, batch_size=256):
+    was_training = model.training
+    model.eval()
+    losses, accs = [], []
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            scores = model(images[i:i + batch_size])
+            losses.append(F.cross_entropy(scores, labels[i:i + batch_size]).item())
+            accs.append((scores.argmax(1) == labels[i:i + batch_size]).float().mean().item())
+    model.train(was_training)
+    return sum(losses) / len(losses), sum(accs) / len(accs)
+
+
+def evaluate_with_the_course_helper(model, images, labels, batch_size=256):
+    from course_utils import train
+
+    return train.evaluate(model, images, labels, batch_size=batch_size)
+
+
+def test_evaluate_solution_passes_in_check_and_grading():
+    assert run_checks("evaluate", evaluate_solution, seed=0).passed
+    passed, total = graded("evaluate", evaluate_solution, seed=5)
+    assert passed == total > 0
+
+
+def test_evaluate_reference_reports_mode_facts_and_batch_weighted_numbers():
+    facts = run_evaluate(evaluate_solution, Case((0, 10, 4, True, 4, 3)))
+    assert facts["forward passes in eval mode"] and facts["forward passes without gradients"]
+    assert facts["mode restored afterwards"] and facts["running statistics untouched"]
+    # The same numbers straight from one eval-mode pass over all ten images.
+    torch.manual_seed(0)
+    from course_utils.exercises.lesson06 import _eval_model
+
+    model = _eval_model(4, 3)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        model[1].running_mean.copy_(torch.randn(4, generator=gen) * 0.3)
+        model[1].running_var.copy_(torch.rand(4, generator=gen) + 0.5)
+    images = torch.randn(10, 3, 8, 8, generator=gen) * 2 + 0.5
+    labels = torch.randint(0, 3, (10,), generator=gen)
+    with torch.no_grad():
+        scores = model.eval()(images)
+    assert facts["loss"] == pytest.approx(F.cross_entropy(scores, labels).item(), rel=1e-5)
+    assert facts["accuracy"] == pytest.approx((scores.argmax(1) == labels).float().mean().item())
+
+
+@pytest.mark.parametrize("wrong, broken_fact", [
+    (evaluate_forgets_eval, "forward passes in eval mode"),
+    (evaluate_with_gradients, "forward passes without gradients"),
+    (evaluate_leaves_eval_mode, "mode restored afterwards"),
+    (evaluate_mean_of_batch_means, None),
+])
+def test_evaluate_wrong_answers_fail_and_say_why(wrong, broken_fact):
+    report = run_checks("evaluate", wrong, seed=0)
+    assert not report.passed
+    passed, total = graded("evaluate", wrong, seed=11)
+    # Some cases hand over a model already in eval mode (or one batch holding every image), where
+    # these mistakes happen to give the right answer; every other case must fail.
+    cases = get_exercise("evaluate").draw_cases(np.random.default_rng(11), None)
+    assert passed < total
+    if wrong in (evaluate_forgets_eval, evaluate_leaves_eval_mode):
+        assert passed <= sum(not c.args[3] for c in cases)
+    if broken_fact is not None:
+        facts = run_evaluate(wrong, Case((0, 12, 5, True, 4, 3)))
+        assert facts[broken_fact] is False
+
+
+def test_evaluate_calling_the_course_helper_is_forbidden():
+    report = run_checks("evaluate", evaluate_with_the_course_helper, seed=0)
+    assert report.status == "failed"
+    assert report.first_failure.status == "forbidden"
+    assert "course_utils.train.evaluate" in report.first_failure.reason or "evaluate" in report.first_failure.reason
+    # In grading, the worker runs each case under the same guard.
+    from course_utils.exercises.forbidden import forbid
+
+    ex = get_exercise("evaluate")
+    for case in ex.draw_cases(np.random.default_rng(3), 3):
+        with forbid(ex) as guard:
+            try:
+                ex.run(evaluate_with_the_course_helper, case)
+            except Exception:
+                pass
+        assert guard.violations, "calling course_utils.train.evaluate must be recorded as a violation"
+
+
+def test_evaluate_must_return_two_numbers():
+    report = run_checks("evaluate", lambda m, x, y, b=256: evaluate_solution(m, x, y, b)[1], seed=0, n_random=1)
+    assert report.status == "failed" and "(loss, accuracy)" in report.first_failure.got
+
+
+# ---------------------------------------------------------------- lesson 06 end to end: released,
+# attempted (wrongly, and with a forbidden call) and graded by `course grade`
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import nbformat  # noqa: E402
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+EVALUATE_ATTEMPTS = {
+    # forgets model.eval(): BatchNorm and Dropout run in training mode
+    "forgets_eval": (
+        "import torch\nimport torch.nn.functional as F\n"
+        "def evaluate(model, images, labels, batch_size=256):\n"
+        "    with torch.no_grad():\n"
+        "        scores = model(images)\n"
+        "    return F.cross_entropy(scores, labels).item(), (scores.argmax(1) == labels).float().mean().item()\n"
+    ),
+    # hands the work to the course's own helper: forbidden
+    "calls_helper": (
+        "from course_utils import train as _t\n"
+        "def evaluate(model, images, labels, batch_size=256):\n"
+        "    return _t.evaluate(model, images, labels, batch_size=batch_size)\n"
+    ),
+}
+
+
+@pytest.mark.slow
+def test_lesson06_evaluate_released_attempted_and_graded(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_QUICK", "1")  # the lesson's training cells only need to run, not learn
+    lesson = NOTEBOOKS / "06_tinycnn_cifar10.ipynb"
+    released = tmp_path / "released"
+    done = subprocess.run([sys.executable, "-m", "course_utils", "release", str(lesson), "--out", str(released)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name, source in EVALUATE_ATTEMPTS.items():
+        workbook = nbformat.read(str(released / lesson.name), as_version=4)
+        cells = [c for c in workbook.cells if c.cell_type == "code"
+                 and c.metadata.get("course", {}).get("exercise") == "evaluate" and "check(" not in c.source]
+        assert len(cells) == 1 and "NotImplementedError" in cells[0].source and "BEGIN SOLUTION" not in cells[0].source
+        cells[0].source = source
+        nbformat.write(workbook, str(subs / f"{name}.ipynb"))
+    out = tmp_path / "out"
+    graded_run = subprocess.run(
+        [sys.executable, "-m", "course_utils", "grade", str(subs), "--out", str(out), "--jobs", "2",
+         "--timeout", "300", "--seed", "4321", "--quiet"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert graded_run.returncode == 0, graded_run.stdout + graded_run.stderr
+    students = json.loads((out / "grades.json").read_text())["students"]
+    wrong = students["forgets_eval"]
+    assert wrong["status"] == "ok", wrong.get("detail")
+    assert 0 <= wrong["exercises"]["evaluate"]["score"] < get_exercise("evaluate").points
+    helper = students["calls_helper"]
+    assert helper["status"] == "ok", helper.get("detail")
+    assert helper["exercises"]["evaluate"]["score"] == 0, helper["exercises"]["evaluate"]
+    assert "evaluate" in json.dumps(helper["exercises"]["evaluate"])
