@@ -16,6 +16,39 @@ from course_utils.models import TinyCNN
 IDS = ["tinycnn", "train_step", "evaluate", "batchnorm2d_forward", "dropout2d_forward"]
 
 
+# A learner's correct answers, written here: the course's references are themselves forbidden inside
+# their exercises, so right (and deliberately wrong) answers must not call them.
+
+
+def train_step_solution(model, optimizer, images, labels):
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(images), labels)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def bn_solution(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    shape = (1, -1, 1, 1)
+    if training:
+        m = x.shape[0] * x.shape[2] * x.shape[3]
+        mean = x.mean(dim=(0, 2, 3))
+        var = ((x - mean.view(shape)) ** 2).mean(dim=(0, 2, 3))
+        new_mean = (1 - momentum) * running_mean + momentum * mean
+        new_var = (1 - momentum) * running_var + momentum * var * m / (m - 1)
+    else:
+        mean, var = running_mean, running_var
+        new_mean, new_var = running_mean.clone(), running_var.clone()
+    out = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + eps) * weight.view(shape) + bias.view(shape)
+    return out, new_mean, new_var
+
+
+def dropout_solution(x, p, u, training=True):
+    if not training:
+        return x
+    return x * (u >= p).to(x.dtype)[:, :, None, None] / (1 - p)
+
+
 def graded(exercise_id: str, answer, seed: int = 123, n: int | None = None) -> tuple[int, int]:
     """Grade as the grader does: fresh cases, plain data, compare; return (passed, total)."""
     ex = get_exercise(exercise_id)
@@ -148,7 +181,7 @@ def step_without_step(model, optimizer, images, labels):
 
 
 def step_loss_after(model, optimizer, images, labels):
-    train_step(model, optimizer, images, labels)
+    train_step_solution(model, optimizer, images, labels)
     with torch.no_grad():
         return F.cross_entropy(model(images), labels).item()
 
@@ -180,7 +213,7 @@ def test_train_step_reference_matches_a_hand_written_sgd_update():
 
 
 def test_train_step_right_answers_pass():
-    assert run_checks("train_step", train_step, seed=0).passed
+    assert run_checks("train_step", train_step_solution, seed=0).passed
     assert run_checks("train_step", step_returning_tensor, seed=0).passed
 
 
@@ -192,7 +225,7 @@ def test_train_step_wrong_answers_fail(wrong):
 
 
 def test_train_step_loss_must_be_a_number():
-    report = run_checks("train_step", lambda m, o, x, y: [train_step(m, o, x, y)], seed=0, n_random=1)
+    report = run_checks("train_step", lambda m, o, x, y: [train_step_solution(m, o, x, y)], seed=0, n_random=1)
     assert report.status == "failed"
 
 
@@ -224,7 +257,7 @@ def test_batchnorm_reference_matches_nn_batchnorm2d_on_every_case():
 
 
 def bn_biased_running_var(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
-    out, rm, rv = batchnorm2d_forward(x, weight, bias, running_mean, running_var, training, momentum, eps)
+    out, rm, rv = bn_solution(x, weight, bias, running_mean, running_var, training, momentum, eps)
     if training:
         var = x.var(dim=(0, 2, 3), unbiased=False)
         rv = (1 - momentum) * running_var + momentum * var
@@ -232,11 +265,11 @@ def bn_biased_running_var(x, weight, bias, running_mean, running_var, training, 
 
 
 def bn_batch_stats_always(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
-    return batchnorm2d_forward(x, weight, bias, running_mean, running_var, True, momentum, eps)
+    return bn_solution(x, weight, bias, running_mean, running_var, True, momentum, eps)
 
 
 def bn_unbiased_normalizer(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
-    out, rm, rv = batchnorm2d_forward(x, weight, bias, running_mean, running_var, training, momentum, eps)
+    out, rm, rv = bn_solution(x, weight, bias, running_mean, running_var, training, momentum, eps)
     if training:
         mean, var = x.mean(dim=(0, 2, 3), keepdim=True), x.var(dim=(0, 2, 3), keepdim=True)
         out = (x - mean) / torch.sqrt(var + eps) * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
@@ -244,7 +277,7 @@ def bn_unbiased_normalizer(x, weight, bias, running_mean, running_var, training,
 
 
 def bn_momentum_backwards(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
-    return batchnorm2d_forward(x, weight, bias, running_mean, running_var, training, 1 - momentum, eps)
+    return bn_solution(x, weight, bias, running_mean, running_var, training, 1 - momentum, eps)
 
 
 @pytest.mark.parametrize(
@@ -258,13 +291,13 @@ def test_batchnorm_wrong_answers_fail(wrong):
 
 def test_batchnorm_in_place_update_is_fine_and_does_not_leak():
     def in_place(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
-        out, rm, rv = batchnorm2d_forward(x, weight, bias, running_mean, running_var, training, momentum, eps)
+        out, rm, rv = bn_solution(x, weight, bias, running_mean, running_var, training, momentum, eps)
         running_mean.copy_(rm)
         running_var.copy_(rv)
         return out, running_mean, running_var
 
     assert run_checks("batchnorm2d_forward", in_place, seed=3).passed
-    assert run_checks("batchnorm2d_forward", batchnorm2d_forward, seed=3).passed
+    assert run_checks("batchnorm2d_forward", bn_solution, seed=3).passed
 
 
 # ---------------------------------------------------------------- dropout2d_forward
@@ -309,7 +342,7 @@ def dropout_ties_dropped(x, p, u, training=True):
 
 
 def dropout_also_in_eval(x, p, u, training=True):
-    return dropout2d_forward(x, p, u, True)
+    return dropout_solution(x, p, u, True)
 
 
 @pytest.mark.parametrize("wrong", [dropout_elementwise, dropout_unscaled, dropout_ties_dropped, dropout_also_in_eval])
@@ -319,8 +352,8 @@ def test_dropout_wrong_answers_fail(wrong):
 
 
 def test_dropout_right_answer_passes():
-    assert run_checks("dropout2d_forward", dropout2d_forward, seed=0).passed
-    passed, total = graded("dropout2d_forward", dropout2d_forward, seed=77)
+    assert run_checks("dropout2d_forward", dropout_solution, seed=0).passed
+    passed, total = graded("dropout2d_forward", dropout_solution, seed=77)
     assert passed == total
 
 
