@@ -420,7 +420,9 @@ def draw_pool_windows(
         ax.grid(False)
     for (r, c), v in np.ndenumerate(m):
         ax_in.add_patch(Rectangle((c, r), 1, 1, facecolor="white", edgecolor="0.6", linewidth=0.8))
-    colours = PALETTE[:6] + PALETTE[7:]
+    # Nine colours that tell apart (yellow is too pale for an outline): a 3×3 output, the common case
+    # of 2×2 pooling on a 6×6 map, gets one colour per window, so every output cell names its window.
+    colours = PALETTE[:6] + PALETTE[7:] + ["#882255", "#999933"]
     winners: set[tuple[int, int]] = set()
     for i in range(oh):
         for j in range(ow):

@@ -219,12 +219,12 @@ def render_kernel_filter(image: Any, kernel: Any, *, name: str | None = None) ->
         shown = out.clamp(0, 1).permute(1, 2, 0).numpy()
         axes[2].imshow(shown if img.shape[0] == 3 else shown[..., 0], cmap=None if img.shape[0] == 3 else "gray",
                        vmin=0, vmax=1)
-        axes[2].set_title(f"filtered (sum of kernel {total:.3g}; clipped to [0, 1])", fontsize=9)
+        axes[2].set_title(f"filtered (kernel sums to {total:.3g}; clipped to [0, 1])", fontsize=9)
     else:
         mag = out.abs().mean(0)
         top = float(mag.max()) or 1.0
         axes[2].imshow((mag / top).numpy(), cmap="gray", vmin=0, vmax=1)
-        axes[2].set_title(f"|filtered| (sum of kernel {total:.3g}; rescaled)", fontsize=9)
+        axes[2].set_title(f"|filtered| (kernel sums to {total:.3g}; rescaled to its max)", fontsize=9)
     fig.suptitle(f"filtering with the {name} kernel", fontsize=10)
     return fig
 
@@ -764,12 +764,13 @@ def render_cam(image: Any, feature_maps: torch.Tensor, weight: torch.Tensor, cla
     Returns
     -------
     Figure
+        Four Axes: the image, the CAM, its colour bar (white is 0), and the CAM over the image.
 
     Examples
     --------
     >>> fig = render_cam(torch.rand(1, 16, 16), torch.rand(4, 8, 8), torch.rand(2, 4), 1)
     >>> len(fig.axes)
-    3
+    4
     """
     img = _as_image(image)
     cam = class_activation_map(feature_maps, weight, class_index)
@@ -780,8 +781,11 @@ def render_cam(image: Any, feature_maps: torch.Tensor, weight: torch.Tensor, cla
     limit = max(float(cam.abs().max()), 1e-6)
     axes[0].imshow(shown, cmap=None if img.shape[0] == 3 else "gray", vmin=0, vmax=1)
     axes[0].set_title(f"image {img.shape[-2]}×{img.shape[-1]}", fontsize=9)
-    axes[1].imshow(cam.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
+    shown_cam = axes[1].imshow(cam.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
     axes[1].set_title(f"CAM for '{name}': {cam.shape[0]}×{cam.shape[1]}", fontsize=9)
+    # Without a scale a learner cannot tell "no evidence" (white, 0) from "weak evidence".
+    bar = fig.colorbar(shown_cam, ax=axes[1], shrink=0.8)
+    bar.set_label("red: for the class, blue: against", fontsize=8)
     axes[2].imshow(shown, cmap=None if img.shape[0] == 3 else "gray", vmin=0, vmax=1)
     axes[2].imshow(big.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=0.55)
     axes[2].set_title("CAM upsampled over the image", fontsize=9)

@@ -177,6 +177,16 @@ def test_pool_windows_output_values_match_pytorch(mode, fn, shape, k, s):
     assert len(outlines) == expected.numel()
 
 
+def test_pool_windows_3x3_output_gives_every_window_its_own_colour():
+    # Lesson 04 pools a 6×6 matrix 2×2: nine windows, and each output cell must name exactly one of them.
+    fig = draw_pool_windows(torch.arange(36.0).reshape(6, 6), 2)
+    ax_in, ax_out = fig.axes
+    outlines = [tuple(r.get_edgecolor()) for r in ax_in.patches if not r.get_fill()]
+    cells = [tuple(r.get_facecolor()[:3]) for r in ax_out.patches]
+    assert len(outlines) == 9 and len(set(outlines)) == 9
+    assert len(cells) == 9 and len(set(cells)) == 9
+
+
 def test_pool_windows_bold_marks_each_window_max():
     x = torch.tensor([[1.0, 5.0, 2.0, 0.0], [3.0, 4.0, 8.0, 1.0], [0.0, 0.0, 1.0, 1.0], [9.0, 0.0, 1.0, 2.0]])
     ax_in = draw_pool_windows(x, 2).axes[0]

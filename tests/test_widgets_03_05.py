@@ -201,8 +201,12 @@ def test_render_cam_and_explorer():
     maps = torch.rand(3, 8, 8, 8, generator=torch.Generator().manual_seed(1))
     weight = torch.randn(2, 8, generator=torch.Generator().manual_seed(2))
     fig = render_cam(images[0], maps[0], weight, 1, ["bar", "cross"])
-    assert isinstance(fig, Figure) and len(fig.axes) == 3
+    assert isinstance(fig, Figure) and len(fig.axes) == 4
     assert "cross" in fig.axes[1].get_title()
+    # the CAM's colour bar is centred on 0: symmetric limits, so white means "no evidence"
+    low, high = fig.axes[1].images[0].get_clim()
+    assert low == pytest.approx(-high) and high > 0
+    assert "against" in fig.axes[-1].get_ylabel()
     widget = cam_explorer(images, maps, weight, ["bar", "cross"])
     assert widget.output.outputs[0]["data"]["text/plain"] == "<Figure: image 16×16>"
     widget.class_buttons.value = 1
