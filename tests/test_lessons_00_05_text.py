@@ -83,6 +83,9 @@ CLAIMS = [
       "8      MaxPool2d       2       2    0    1  22     8    3.5"]),
     ("05_global_average_pooling", "training loop below (cross-entropy loss, the Adam optimizer", "after",
      ["3,602"]),
+    ("05_global_average_pooling", 'the square leans clearly towards "horizontal" (+40.3 per pixel)', "before",
+     ["on the square          +40.3", "on horizontal bars    +113.5", "on vertical bars       -11.9",
+      "on plain background     -4.5"]),
 ]
 
 
