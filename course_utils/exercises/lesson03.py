@@ -1,13 +1,14 @@
 """Lesson 03's exercises: a conv2d forward pass, parameter counts, a 1×1 convolution as a matrix product."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..shapes import conv_params
+from .adapters import call_on_copies as _call_on_copies
 from .core import Case, Exercise
 from .registry import register
 
@@ -16,14 +17,6 @@ LESSON = "03_conv2d_in_pytorch"
 
 def _tensor(rng: np.random.Generator, *shape: int) -> torch.Tensor:
     return torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
-
-
-def _call_on_copies(answer: Callable[..., Any], case: Case) -> Any:
-    # A learner's function that pads or scales its input in place must not change the tensors the
-    # reference sees next, so every call gets its own copies.
-    args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in case.args)
-    kwargs = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in dict(case.kwargs).items()}
-    return answer(*args, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------

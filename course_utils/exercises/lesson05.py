@@ -1,13 +1,12 @@
 """Lesson 05's exercises: global average pooling, head parameter counts, a GAP classifier head."""
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
 
 from ..shapes import linear_params
+from .adapters import run_head
 from .core import Case, Exercise
 from .registry import register
 from .lesson03 import _call_on_copies, _tensor
@@ -144,39 +143,6 @@ class GAPHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.pool(x).flatten(1))
-
-
-def run_head(answer: Any, case: Case) -> dict[str, Any]:
-    """Build the head, give it known weights, and report its size and its outputs on two input sizes.
-
-    Parameters are filled in ``parameters()`` order with one fixed sequence of numbers, so any head
-    made of a C→K weight followed by a K bias (``nn.Linear``, or a 1×1 ``nn.Conv2d``) computes the
-    same function as the reference; only plain data leaves this function.
-    """
-    in_channels, num_classes, batch, (h1, w1), (h2, w2) = case.args
-    torch.manual_seed(0)
-    head = answer(in_channels, num_classes)
-    if not isinstance(head, nn.Module):
-        raise TypeError(f"{getattr(answer, '__name__', 'the answer')}(...) must build an nn.Module, got {type(head).__name__}")
-    params = list(head.parameters())
-    count = sum(p.numel() for p in params)
-    values = torch.linspace(-1.0, 1.0, max(count, 1), dtype=torch.float32).sin()
-    start = 0
-    with torch.no_grad():
-        for p in params:
-            p.copy_(values[start : start + p.numel()].reshape(p.shape))
-            start += p.numel()
-    head.eval()
-    g = torch.Generator().manual_seed(in_channels * 1000 + num_classes)
-    x1 = torch.randn(batch, in_channels, h1, w1, generator=g)
-    x2 = torch.randn(batch, in_channels, h2, w2, generator=g)
-    with torch.no_grad():
-        y1, y2 = head(x1), head(x2)
-    return {
-        "parameters": int(count),
-        "output_shapes": [list(y1.shape), list(y2.shape)],
-        "outputs": [y1, y2],
-    }
 
 
 def _head_module_cases(rng: np.random.Generator, n: int) -> list[Case]:

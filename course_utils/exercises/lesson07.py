@@ -1,11 +1,10 @@
 """Lesson 07's exercises: BatchNorm2d's forward pass in both modes, and Dropout2d with its scaling."""
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import numpy as np
 import torch
 
+from .adapters import call_on_copies as _call_on_copies
 from .core import Case, Exercise
 from .registry import register
 
@@ -16,14 +15,6 @@ __all__ = ["batchnorm2d_forward", "dropout2d_forward"]
 
 def _tensor(rng: np.random.Generator, *shape: int, scale: float = 1.0, shift: float = 0.0) -> torch.Tensor:
     return torch.from_numpy((rng.standard_normal(shape) * scale + shift).astype(np.float32))
-
-
-def _call_on_copies(answer: Callable[..., Any], case: Case) -> Any:
-    # Running statistics are often updated in place; copies keep the next case and the reference
-    # from seeing a learner's in-place changes.
-    args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in case.args)
-    kwargs = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in dict(case.kwargs).items()}
-    return answer(*args, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,504 @@
+"""How the built-in exercises call a learner's answer: the ``run`` adapters, and nothing else.
+
+The grading worker imports this module inside the sandbox (``Exercise.run`` is sent to it as
+``"course_utils.exercises.adapters:<name>"``), while the lesson modules ``lessonNN.py``, which hold
+the references and the case generators, are hidden there. So this module must never hold a
+reference, an expected value or a case generator, and must never import a lesson module.
+
+Every adapter takes ``(answer, case)`` and returns what the answer produced, or plain facts about
+it (a model's parameter count, its outputs on seeded inputs), which the grader then compares with
+the same adapter applied to the reference outside the sandbox.
+"""
+from __future__ import annotations
+
+import copy
+import zlib
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .core import Case
+
+__all__ = [
+    "call_on_copies",
+    "call_on_copy",
+    "run_head",
+    "fill_by_shape",
+    "require_module",
+    "run_model",
+    "small_model",
+    "as_loss",
+    "run_train_step",
+    "eval_model",
+    "as_number",
+    "run_evaluate",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Lessons 01, 03, 04, 05, 07: plain calls on copies of the tensors
+# --------------------------------------------------------------------------------------------
+
+
+def call_on_copies(answer: Callable[..., Any], case: Case) -> Any:
+    """Call ``answer`` on clones of the case's tensor arguments (positional and keyword).
+
+    A learner's function that pads, scales or updates its input in place (running statistics
+    often are) must not change the tensors the reference or the next case sees. Imported by the
+    grading worker inside the sandbox.
+
+    Parameters
+    ----------
+    answer : callable
+        The learner's function (or the reference).
+    case : Case
+        Its arguments; tensors are cloned, anything else is passed as it is.
+
+    Returns
+    -------
+    Any
+        What ``answer`` returned.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.ones(2)
+    >>> call_on_copies(lambda t: t.mul_(3), Case((x,))).tolist(), x.tolist()
+    ([3.0, 3.0], [1.0, 1.0])
+    """
+    args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in case.args)
+    kwargs = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in dict(case.kwargs).items()}
+    return answer(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Lesson 02: deep copies
+# --------------------------------------------------------------------------------------------
+
+
+def call_on_copy(answer: Callable[..., Any], case: Case) -> Any:
+    """Call ``answer`` on deep copies of the case's arguments.
+
+    A learner's function that pops from the list of layers must not change the next call's input.
+    Imported by the grading worker inside the sandbox.
+
+    Parameters
+    ----------
+    answer : callable
+        The learner's function (or the reference).
+    case : Case
+        Its arguments, deep-copied for this call.
+
+    Returns
+    -------
+    Any
+        What ``answer`` returned.
+
+    Examples
+    --------
+    >>> layers = [1, 2]
+    >>> call_on_copy(lambda xs: xs.pop(), Case((layers,))), layers
+    (2, [1, 2])
+    """
+    return answer(*copy.deepcopy(tuple(case.args)), **copy.deepcopy(dict(case.kwargs)))
+
+
+# --------------------------------------------------------------------------------------------
+# Lesson 05: a GAP classifier head
+# --------------------------------------------------------------------------------------------
+
+
+def run_head(answer: Any, case: Case) -> dict[str, Any]:
+    """Build the head, give it known weights, and report its size and its outputs on two input sizes.
+
+    Parameters are filled in ``parameters()`` order with one fixed sequence of numbers, so any head
+    made of a C→K weight followed by a K bias (``nn.Linear``, or a 1×1 ``nn.Conv2d``) computes the
+    same function as the reference; only plain data leaves this function. Imported by the grading
+    worker inside the sandbox.
+
+    Parameters
+    ----------
+    answer : callable
+        ``answer(in_channels, num_classes)`` builds an ``nn.Module``.
+    case : Case
+        ``(in_channels, num_classes, batch, (h1, w1), (h2, w2))``.
+
+    Returns
+    -------
+    dict
+        ``parameters``, ``output_shapes`` and ``outputs`` (the two output tensors).
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> class Head(nn.Module):
+    ...     def __init__(self, c, k):
+    ...         super().__init__()
+    ...         self.fc = nn.Linear(c, k)
+    ...     def forward(self, x):
+    ...         return self.fc(x.mean(dim=(2, 3)))
+    >>> run_head(Head, Case((4, 3, 2, (5, 5), (1, 1))))["output_shapes"]
+    [[2, 3], [2, 3]]
+    """
+    in_channels, num_classes, batch, (h1, w1), (h2, w2) = case.args
+    torch.manual_seed(0)
+    head = answer(in_channels, num_classes)
+    if not isinstance(head, nn.Module):
+        raise TypeError(f"{getattr(answer, '__name__', 'the answer')}(...) must build an nn.Module, got {type(head).__name__}")
+    params = list(head.parameters())
+    count = sum(p.numel() for p in params)
+    values = torch.linspace(-1.0, 1.0, max(count, 1), dtype=torch.float32).sin()
+    start = 0
+    with torch.no_grad():
+        for p in params:
+            p.copy_(values[start : start + p.numel()].reshape(p.shape))
+            start += p.numel()
+    head.eval()
+    g = torch.Generator().manual_seed(in_channels * 1000 + num_classes)
+    x1 = torch.randn(batch, in_channels, h1, w1, generator=g)
+    x2 = torch.randn(batch, in_channels, h2, w2, generator=g)
+    with torch.no_grad():
+        y1, y2 = head(x1), head(x2)
+    return {
+        "parameters": int(count),
+        "output_shapes": [list(y1.shape), list(y2.shape)],
+        "outputs": [y1, y2],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Lesson 06: TinyCNN, one training step, evaluating a model
+# --------------------------------------------------------------------------------------------
+
+
+def fill_by_shape(params: list[torch.Tensor]) -> None:
+    """Give each parameter values that depend only on its shape (seeded by the shape's CRC-32).
+
+    Two models built from the same layers then compute the same function whatever order their
+    layers were registered in. Used by :func:`run_model` inside the grading sandbox.
+
+    Parameters
+    ----------
+    params : list of torch.Tensor
+        The parameters, overwritten in place.
+
+    Returns
+    -------
+    None
+
+    Examples
+    --------
+    >>> a, b = torch.zeros(2, 3), torch.ones(2, 3)
+    >>> fill_by_shape([a, b]); torch.equal(a, b)
+    True
+    """
+    with torch.no_grad():
+        for p in params:
+            key = "x".join(str(s) for s in p.shape)
+            gen = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+            fan_in = max(1, p[0].numel()) if p.ndim > 1 else 1
+            p.copy_(torch.randn(p.shape, generator=gen) / fan_in**0.5)
+
+
+def require_module(answer: Any, obj: Any, what: str) -> nn.Module:
+    """Return ``obj`` if it is an ``nn.Module``, else raise a ``TypeError`` naming ``answer``.
+
+    Used by the lesson 06 adapters inside the grading sandbox.
+
+    Parameters
+    ----------
+    answer : callable
+        The learner's builder, named in the message.
+    obj : Any
+        What it built.
+    what : str
+        The call as written in the message, e.g. ``"(10)"``.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``obj`` itself.
+
+    Examples
+    --------
+    >>> require_module(nn.ReLU, nn.ReLU(), "()")
+    ReLU()
+    """
+    if not isinstance(obj, nn.Module):
+        name = getattr(answer, "__name__", "the answer")
+        raise TypeError(f"{name}{what} must build a torch.nn.Module, got {type(obj).__name__}")
+    return obj
+
+
+def run_model(answer: Any, case: Case) -> dict[str, Any]:
+    """Build ``answer(num_classes)``, give it known weights and report plain facts about it.
+
+    Returns the parameter count, the output shapes of its ``Conv2d`` and ``Linear`` layers in the
+    order they run, the output shape, and the outputs on a seeded batch. Weights are filled by
+    shape (see :func:`fill_by_shape`), so any model with the seed's layers matches the reference.
+    Imported by the grading worker inside the sandbox.
+
+    Parameters
+    ----------
+    answer : callable
+        ``answer(num_classes)`` builds the model.
+    case : Case
+        ``(num_classes, batch, input_seed)``.
+
+    Returns
+    -------
+    dict
+        ``parameters``, ``layer_shapes``, ``output_shape`` and ``output``.
+
+    Examples
+    --------
+    >>> from course_utils.models import TinyCNN
+    >>> run_model(TinyCNN, Case((10, 2, 0)))["output_shape"]
+    [2, 10]
+    """
+    num_classes, batch, input_seed = case.args
+    model = require_module(answer, answer(num_classes), f"({num_classes})")
+    params = list(model.parameters())
+    count = sum(p.numel() for p in params)
+    fill_by_shape(params)
+    model.eval()
+    shapes: list[dict[str, Any]] = []
+
+    def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor):
+            shapes.append({"layer": type(module).__name__, "shape": list(output.shape)})
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    x = torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(input_seed))
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"the model must return a tensor of scores, got {type(out).__name__}")
+    return {
+        "parameters": int(count),
+        "layer_shapes": shapes,
+        "output_shape": list(out.shape),
+        "output": out.detach().float(),
+    }
+
+
+def small_model(channels: int, size: int, num_classes: int) -> nn.Module:
+    """The small conv net :func:`run_train_step` trains: conv, ReLU, 2×2 max pool, linear.
+
+    Parameters
+    ----------
+    channels, size, num_classes : int
+        Conv channels, input height and width, and classes.
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Examples
+    --------
+    >>> small_model(4, 8, 3)(torch.zeros(1, 3, 8, 8)).shape
+    torch.Size([1, 3])
+    """
+    return nn.Sequential(
+        nn.Conv2d(3, channels, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(channels * (size // 2) ** 2, num_classes),
+    )
+
+
+def as_loss(value: Any) -> float:
+    """The loss ``train_step`` returned, as a float; a ``TypeError`` for anything but one number.
+
+    Parameters
+    ----------
+    value : Any
+        A float, a NumPy scalar or a one-element tensor.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> as_loss(torch.tensor(0.5))
+    0.5
+    """
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise TypeError(f"train_step must return the loss as one number, got a tensor of shape {tuple(value.shape)}")
+        return float(value.detach().item())
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"train_step must return the loss as a float (loss.item()), got {type(value).__name__}")
+    return float(value)
+
+
+def run_train_step(answer: Any, case: Case) -> dict[str, Any]:
+    """Run ``answer`` for a few steps on a freshly built, seeded model; report losses and weights.
+
+    Several steps in a row catch a missing ``zero_grad`` (gradients pile up from the second step
+    on) as well as a missing ``backward`` or ``step`` (the weights do not move). Only plain data
+    leaves: the losses and the final parameters. Imported by the grading worker inside the sandbox.
+
+    Parameters
+    ----------
+    answer : callable
+        ``answer(model, optimizer, images, labels)`` takes one step and returns the loss.
+    case : Case
+        ``(seed, channels, size, num_classes, batch, lr, momentum, steps)``.
+
+    Returns
+    -------
+    dict
+        ``losses`` (one float per step) and ``parameters`` (the final tensors).
+
+    Examples
+    --------
+    >>> import torch.nn.functional as F
+    >>> def step(model, opt, x, y):
+    ...     opt.zero_grad(); loss = F.cross_entropy(model(x), y); loss.backward(); opt.step()
+    ...     return loss.item()
+    >>> len(run_train_step(step, Case((0, 2, 4, 3, 4, 0.1, 0.0, 2)))["losses"])
+    2
+    """
+    seed, channels, size, num_classes, batch, lr, momentum, steps = case.args
+    torch.manual_seed(seed)
+    model = small_model(channels, size, num_classes)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    losses = []
+    model.train()
+    for _ in range(steps):
+        images = torch.randn(batch, 3, size, size, generator=gen)
+        labels = torch.randint(0, num_classes, (batch,), generator=gen)
+        losses.append(as_loss(answer(model, optimizer, images, labels)))
+    return {
+        "losses": losses,
+        "parameters": [p.detach().clone() for p in model.parameters()],
+    }
+
+
+def eval_model(channels: int, num_classes: int) -> nn.Module:
+    """The model :func:`run_evaluate` evaluates: conv, BatchNorm, ReLU, Dropout, GAP, linear.
+
+    BatchNorm and Dropout make the numbers depend on the mode: train mode uses the batch's
+    statistics and drops channels, so an answer that forgets ``model.eval()`` gets other numbers.
+
+    Parameters
+    ----------
+    channels, num_classes : int
+        Conv channels and classes; inputs have 3 channels.
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Examples
+    --------
+    >>> eval_model(4, 3).eval()(torch.zeros(2, 3, 8, 8)).shape
+    torch.Size([2, 3])
+    """
+    return nn.Sequential(
+        nn.Conv2d(3, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(), nn.Dropout(0.5),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes),
+    )
+
+
+def as_number(value: Any, what: str) -> float:
+    """One of the numbers ``evaluate`` returned, as a float; a ``TypeError`` naming ``what`` otherwise.
+
+    Parameters
+    ----------
+    value : Any
+        A float, a NumPy scalar or a one-element tensor.
+    what : str
+        ``"loss"`` or ``"accuracy"``, for the message.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> as_number(np.float32(0.25), "accuracy")
+    0.25
+    """
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise TypeError(f"evaluate must return the {what} as one number, got a tensor of shape {tuple(value.shape)}")
+        return float(value.detach().item())
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"evaluate must return the {what} as a float, got {type(value).__name__}")
+    return float(value)
+
+
+def run_evaluate(answer: Any, case: Case) -> dict[str, Any]:
+    """Call ``answer`` on a seeded model with BatchNorm and Dropout; report the numbers and the mode facts.
+
+    A forward hook notes, at every forward pass, whether the model was in training mode and whether
+    gradients were being recorded. Only plain data leaves: the loss, the accuracy, whether every
+    forward pass ran in eval mode without gradients, whether the model's mode was restored, and
+    whether BatchNorm's running statistics were left untouched. Imported by the grading worker
+    inside the sandbox.
+
+    Parameters
+    ----------
+    answer : callable
+        ``answer(model, images, labels, batch_size)`` returns ``(loss, accuracy)``.
+    case : Case
+        ``(seed, n, batch_size, start_training, channels, num_classes)``.
+
+    Returns
+    -------
+    dict
+        The loss, the accuracy and four booleans about modes and running statistics.
+
+    Examples
+    --------
+    >>> def evaluate(model, images, labels, batch_size):
+    ...     model.eval()
+    ...     with torch.no_grad():
+    ...         scores = model(images)
+    ...     return 0.0, (scores.argmax(1) == labels).float().mean().item()
+    >>> run_evaluate(evaluate, Case((0, 10, 4, False, 4, 3)))["forward passes in eval mode"]
+    True
+    """
+    seed, n, batch_size, start_training, channels, num_classes = case.args
+    torch.manual_seed(seed)
+    model = eval_model(channels, num_classes)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        bn = model[1]
+        bn.running_mean.copy_(torch.randn(channels, generator=gen) * 0.3)
+        bn.running_var.copy_(torch.rand(channels, generator=gen) + 0.5)
+    images = torch.randn(n, 3, 8, 8, generator=gen) * 2 + 0.5
+    labels = torch.randint(0, num_classes, (n,), generator=gen)
+    model.train(start_training)
+    before = (bn.running_mean.clone(), bn.running_var.clone())
+    passes: list[tuple[bool, bool]] = []
+    handle = model.register_forward_hook(lambda m, i, o: passes.append((m.training, torch.is_grad_enabled())))
+    try:
+        result = answer(model, images, labels, batch_size)
+    finally:
+        handle.remove()
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise TypeError(f"evaluate must return (loss, accuracy), got {type(result).__name__}")
+    loss, acc = (as_number(v, what) for v, what in zip(result, ("loss", "accuracy")))
+    return {
+        "loss": loss,
+        "accuracy": acc,
+        "forward passes in eval mode": bool(passes) and all(not training for training, _ in passes),
+        "forward passes without gradients": bool(passes) and all(not grad for _, grad in passes),
+        "mode restored afterwards": model.training == start_training,
+        "running statistics untouched": torch.equal(bn.running_mean, before[0]) and torch.equal(bn.running_var, before[1]),
+    }
