@@ -379,3 +379,111 @@ def test_lesson_in_one_notebook_does_not_set_the_batch(tmp_path):
     assert done.returncode == 0, done.stderr
     data = json.loads((tmp_path / "out" / "grades.json").read_text())
     assert data["exercise_ids"] == IDS, data["exercise_ids"]
+
+
+# ---- 2b. the built-in lessons' references, hidden from the sandbox --------------------------
+
+# Each attack answers the value exercise (42) with the built-in reference of lesson 02's conv_out:
+# conv_out(40, 3, 1, 1) is 40, so ``+ 2`` gives the point exactly when the reference was reachable.
+_EXERCISES_DIR = "os.path.join(os.path.dirname(course_utils.__file__), 'exercises')"
+
+
+def _answers_with(expr: str, helper: str = "pass") -> list[str]:
+    return [
+        "import os, glob, importlib, importlib.util, marshal, course_utils\n" + helper,
+        "def add(a, b):\n    return a + b",
+        f"try:\n    answer_value = int({expr})\nexcept BaseException:\n    answer_value = 0",
+    ]
+
+
+def _pyc_names() -> str:
+    # Every name a lesson02 .pyc's code objects define, read with marshal (the 16-byte header skipped).
+    return (
+        "[c.co_name for f in glob.glob(os.path.join(" + _EXERCISES_DIR + ", '__pycache__', 'lesson02*.pyc'))"
+        " for c in marshal.loads(open(f, 'rb').read()[16:]).co_consts if hasattr(c, 'co_name')]"
+    )
+
+
+_REFERENCE_ATTACKS = {
+    "from_import": _answers_with("__import__('course_utils.exercises.lesson02', fromlist=['conv_out']).conv_out(40, 3, 1, 1) + 2"),
+    "importlib": _answers_with("importlib.import_module('course_utils.exercises.lesson02').conv_out(40, 3, 1, 1) + 2"),
+    "registry": _answers_with(
+        "importlib.import_module('course_utils.exercises.registry').get_exercise('conv_out').reference(40, 3, 1, 1) + 2"
+    ),
+    # Executes the file under another name; registering is stubbed, as the bank may be loaded already.
+    "spec_from_file": _answers_with(
+        "steal(os.path.join(" + _EXERCISES_DIR + ", 'lesson02.py')).conv_out(40, 3, 1, 1) + 2",
+        "def steal(path):\n"
+        "    reg = importlib.import_module('course_utils.exercises.registry')\n"
+        "    saved, reg.register = reg.register, lambda e: e\n"
+        "    try:\n"
+        "        spec = importlib.util.spec_from_file_location('course_utils.exercises.stolen02', path)\n"
+        "        module = importlib.util.module_from_spec(spec)\n"
+        "        spec.loader.exec_module(module)\n"
+        "        return module\n"
+        "    finally:\n"
+        "        reg.register = saved",
+    ),
+    "reads_source": _answers_with(f"42 if 'def conv_out' in open(os.path.join({_EXERCISES_DIR}, 'lesson02.py')).read() else 0"),
+    "marshal_pyc": _answers_with(f"42 if 'conv_out' in {_pyc_names()} else 0"),
+}
+
+
+@pytest.fixture(scope="module")
+def reference_attacks(tmp_path_factory):
+    import importlib.util
+    import py_compile
+
+    exercises = PACKAGE / "exercises"
+    # The attack on bytecode needs a .pyc to read: an installed package usually has them.
+    for source in sorted(exercises.glob("lesson*.py")):
+        py_compile.compile(str(source), cfile=importlib.util.cache_from_source(str(source)), doraise=True)
+    assert list((exercises / "__pycache__").glob("lesson02*.pyc"))
+    root = tmp_path_factory.mktemp("reference_attacks")
+    subs, out = root / "subs", root / "out"
+    subs.mkdir()
+    write_nb(subs / "honest.ipynb", FULL)
+    for name, cells in _REFERENCE_ATTACKS.items():
+        write_nb(subs / f"{name}.ipynb", cells)
+    done = run_grade(subs, "--out", out, "--seed", SEED, "--jobs", 2, "--timeout", 60, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "grades.json").read_text())["students"]
+
+
+def test_the_reference_attacks_answer_right_outside_the_sandbox():
+    # Without the sandbox each attack does reach the reference: so a 0 below means it was hidden.
+    for name, cells in _REFERENCE_ATTACKS.items():
+        scope: dict = {}
+        exec(cells[0], scope)
+        exec(cells[2], scope)
+        assert scope["answer_value"] == 42, name
+
+
+@needs_sandbox
+@pytest.mark.parametrize("name", sorted(_REFERENCE_ATTACKS))
+def test_a_submission_cannot_reach_the_built_in_references(reference_attacks, name):
+    assert reference_attacks["honest"]["total"] == 6, reference_attacks["honest"]
+    r = reference_attacks[name]
+    assert r["exercises"]["_tg_add"]["score"] == 2, r  # the notebook itself ran
+    assert r["exercises"]["_tg_value"]["score"] == 0, f"{name} answered with a built-in reference"
+
+
+def test_every_built_in_run_adapter_lives_in_the_adapters_module():
+    from course_utils.exercises import adapters
+    from course_utils.exercises.core import _call_answer
+    from course_utils.exercises.registry import all_exercises
+
+    seen = 0
+    for ex in all_exercises():
+        if not ex.lesson[:2].isdigit():
+            continue  # a test bank's exercise
+        seen += 1
+        run = ex.run
+        assert run is None or run is _call_answer or run.__module__ == adapters.__name__, (ex.id, run)
+        if run is not None and run is not _call_answer:
+            assert getattr(adapters, run.__qualname__) is run, ex.id
+    assert seen >= 20
+    source = Path(adapters.__file__).read_text()
+    # No references, cases or registrations: nothing in it leads to an expected value.
+    assert "register(" not in source and "Exercise(" not in source and "make_cases" not in source
+    assert not [line for line in source.splitlines() if line.startswith(("from .lesson", "import course_utils.exercises.lesson"))]

@@ -78,6 +78,7 @@ import argparse
 import csv
 import ctypes
 import ctypes.util
+import glob
 import hashlib
 import hmac
 import io
@@ -836,7 +837,13 @@ class _Grader:
         return _Running(student, path, nb, proc, folder, uid, slot, log, now, now + self.timeout, cgroup=cgroup)
 
     def _hidden(self) -> list[str]:
-        """Files under the sandbox's read-only view that a worker must not read: extra exercise banks."""
+        """Files under the sandbox's read-only view that a worker must not read.
+
+        They are the extra exercise banks and the built-in lesson modules ``lessonNN.py``, which
+        hold the references, with their bytecode. The worker needs none of them: the ``run``
+        adapters it imports live in ``course_utils/exercises/adapters.py``, and ``check`` does
+        nothing while grading.
+        """
         hidden = []
         for item in os.environ.get("COURSE_EXTRA_EXERCISES", "").split(os.pathsep):
             if item.strip().endswith(".py") and os.path.exists(item.strip()):
@@ -844,6 +851,20 @@ class _Grader:
         from ..exercises.bank import loaded_bank_paths
 
         hidden.extend(p for p in loaded_bank_paths() if p not in hidden)  # --bank and $COURSE_BANK
+        banks = list(hidden)
+        from .. import exercises
+
+        exercises_dir = os.path.dirname(os.path.abspath(exercises.__file__))
+        hidden.extend(sorted(glob.glob(os.path.join(glob.escape(exercises_dir), "lesson*.py"))))
+        pycache = os.path.join(exercises_dir, "__pycache__")
+        if os.path.isdir(pycache):
+            # The whole folder, not only today's lesson*.pyc: a .pyc the grader writes after this
+            # worker starts would show through a bind mount of the package.
+            hidden.append(pycache)
+        for bank in banks:  # a bank's own bytecode, beside it
+            stem = os.path.splitext(os.path.basename(bank))[0]
+            pattern = os.path.join(glob.escape(os.path.join(os.path.dirname(bank), "__pycache__")), f"{glob.escape(stem)}.*.pyc")
+            hidden.extend(p for p in sorted(glob.glob(pattern)) if p not in hidden)
         return hidden
 
     def _child_env(self, home: str) -> dict[str, str]:
