@@ -429,16 +429,20 @@ _REFERENCE_ATTACKS = {
 }
 
 
-@pytest.fixture(scope="module")
-def reference_attacks(tmp_path_factory):
+def _compile_lessons() -> None:
+    # The attack on bytecode needs a .pyc to read: an installed package usually has them.
     import importlib.util
     import py_compile
 
     exercises = PACKAGE / "exercises"
-    # The attack on bytecode needs a .pyc to read: an installed package usually has them.
     for source in sorted(exercises.glob("lesson*.py")):
         py_compile.compile(str(source), cfile=importlib.util.cache_from_source(str(source)), doraise=True)
     assert list((exercises / "__pycache__").glob("lesson02*.pyc"))
+
+
+@pytest.fixture(scope="module")
+def reference_attacks(tmp_path_factory):
+    _compile_lessons()
     root = tmp_path_factory.mktemp("reference_attacks")
     subs, out = root / "subs", root / "out"
     subs.mkdir()
@@ -452,6 +456,7 @@ def reference_attacks(tmp_path_factory):
 
 def test_the_reference_attacks_answer_right_outside_the_sandbox():
     # Without the sandbox each attack does reach the reference: so a 0 below means it was hidden.
+    _compile_lessons()
     for name, cells in _REFERENCE_ATTACKS.items():
         scope: dict = {}
         exec(cells[0], scope)
