@@ -521,23 +521,45 @@ def test_check_reports_stub_and_wrong_answer():
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
-# lesson stem -> (exercise answered with the lesson's own solution, exercise answered wrongly, wrong code)
+# lesson stem -> (exercise answered with the lesson's own solution, exercise answered wrongly but
+# from scratch, the wrong code, the same exercise answered by calling a forbidden function)
 ATTEMPTS = {
     "03_conv2d_in_pytorch": (
         "conv2d_param_count",
         "conv2d_forward",
-        # forgets the padding
+        # slides the window itself but forgets the padding
+        "import torch\n"
+        "def conv2d_forward(x, weight, bias=None, stride=1, padding=0):\n"
+        "    n, _, h, w = x.shape\n"
+        "    oc, _, kh, kw = weight.shape\n"
+        "    oh, ow = (h - kh) // stride + 1, (w - kw) // stride + 1\n"
+        "    out = x.new_zeros(n, oc, oh, ow)\n"
+        "    for i in range(kh):\n"
+        "        for j in range(kw):\n"
+        "            seen = x[:, :, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride]\n"
+        "            out += torch.einsum('nchw,oc->nohw', seen, weight[:, :, i, j])\n"
+        "    return out if bias is None else out + bias.view(1, -1, 1, 1)\n",
+        # right answers, but the library slides the window
         "import torch.nn.functional as F\n"
         "def conv2d_forward(x, weight, bias=None, stride=1, padding=0):\n"
-        "    return F.conv2d(x, weight, bias, stride=stride)\n",
+        "    return F.conv2d(x, weight, bias, stride=stride, padding=padding)\n",
     ),
     "04_pooling_and_activation": (
         "stack_shapes",
         "max_pool2d",
-        # stride defaults to 1 instead of kernel_size
+        # from scratch, but stride defaults to 1 instead of kernel_size
+        "import torch\n"
+        "def max_pool2d(x, kernel_size, stride=None):\n"
+        "    s, k = (1 if stride is None else stride), kernel_size\n"
+        "    oh, ow = (x.shape[2] - k) // s + 1, (x.shape[3] - k) // s + 1\n"
+        "    out = torch.full((x.shape[0], x.shape[1], oh, ow), float('-inf'), dtype=x.dtype)\n"
+        "    for i in range(k):\n"
+        "        for j in range(k):\n"
+        "            out = torch.maximum(out, x[:, :, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s])\n"
+        "    return out\n",
         "import torch.nn.functional as F\n"
         "def max_pool2d(x, kernel_size, stride=None):\n"
-        "    return F.max_pool2d(x, kernel_size, 1 if stride is None else stride)\n",
+        "    return F.max_pool2d(x, kernel_size, kernel_size if stride is None else stride)\n",
     ),
     "05_global_average_pooling": (
         "global_avg_pool",
@@ -550,8 +572,14 @@ ATTEMPTS = {
         "        self.fc = nn.Linear(in_channels, num_classes, bias=False)\n"
         "    def forward(self, x):\n"
         "        return self.fc(x.mean(dim=(2, 3)))\n",
+        None,
     ),
 }
+# lesson 05's forbidden attempt is on global_avg_pool (its from-scratch exercise)
+FORBIDDEN_05 = ("global_avg_pool",
+                "import torch.nn.functional as F\n"
+                "def global_avg_pool(x):\n"
+                "    return F.adaptive_avg_pool2d(x, 1).flatten(1)\n")
 
 
 def _solution_cell(nb, exercise_id):
@@ -562,46 +590,64 @@ def _solution_cell(nb, exercise_id):
 
 
 @pytest.mark.slow
-def test_released_lessons_attempted_and_graded(tmp_path):
+@pytest.mark.parametrize("stem", list(ATTEMPTS))
+def test_released_lesson_attempted_and_graded(tmp_path, stem):
+    """Each lesson is its own assignment: released, attempted (one right, one wrong from scratch,
+    one calling a forbidden function in another copy) and graded by ``course grade``."""
+    right_id, wrong_id, wrong_code, forbidden_code = ATTEMPTS[stem]
+    forbidden_id = wrong_id
+    if forbidden_code is None:
+        forbidden_id, forbidden_code = FORBIDDEN_05
     released = tmp_path / "released"
     subs = tmp_path / "subs"
     subs.mkdir()
-    for stem, (right_id, wrong_id, wrong_code) in ATTEMPTS.items():
-        lesson = NOTEBOOKS / f"{stem}.ipynb"
-        done = subprocess.run([sys.executable, "-m", "course_utils", "release", str(lesson), "--out", str(released)],
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stdout + done.stderr
-        workbook = nbformat.read(str(released / f"{stem}.ipynb"), as_version=4)
-        solution = nbformat.read(str(lesson), as_version=4)
-        # every exercise cell of the workbook is a stub, not the solution
-        for exercise in exercises_for_lesson(stem):
-            stub = _solution_cell(workbook, exercise.id).source
-            assert "BEGIN SOLUTION" not in stub and "NotImplementedError" in stub
-        _solution_cell(workbook, right_id).source = _solution_cell(solution, right_id).source
-        _solution_cell(workbook, wrong_id).source = wrong_code
-        nbformat.write(workbook, str(subs / f"attempt_{stem}.ipynb"))
+    lesson = NOTEBOOKS / f"{stem}.ipynb"
+    done = subprocess.run([sys.executable, "-m", "course_utils", "release", str(lesson), "--out", str(released)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    workbook = nbformat.read(str(released / f"{stem}.ipynb"), as_version=4)
+    solution = nbformat.read(str(lesson), as_version=4)
+    # every exercise cell of the workbook is a stub, not the solution
+    for exercise in exercises_for_lesson(stem):
+        stub = _solution_cell(workbook, exercise.id).source
+        assert "BEGIN SOLUTION" not in stub and "NotImplementedError" in stub
+    _solution_cell(workbook, right_id).source = _solution_cell(solution, right_id).source
+    _solution_cell(workbook, wrong_id).source = wrong_code
+    nbformat.write(workbook, str(subs / "attempt.ipynb"))
+    cheat = nbformat.read(str(released / f"{stem}.ipynb"), as_version=4)
+    _solution_cell(cheat, forbidden_id).source = forbidden_code
+    nbformat.write(cheat, str(subs / "library.ipynb"))
 
     out = tmp_path / "out"
     graded = subprocess.run(
         [sys.executable, "-m", "course_utils", "grade", str(subs), "--out", str(out), "--jobs", "2",
-         "--timeout", "300", "--seed", "12345", "--quiet"],
+         "--timeout", "300", "--seed", "12345", "--quiet", "--lesson", stem],
         capture_output=True, text=True, timeout=900,
     )
     assert graded.returncode == 0, graded.stdout + graded.stderr
     students = json.loads((out / "grades.json").read_text())["students"]
-    for stem, (right_id, wrong_id, _) in ATTEMPTS.items():
-        result = students[f"attempt_{stem}"]
-        assert result["status"] == "ok", result.get("detail")
-        assert result["cells"]["errors"] == []
-        scores = result["exercises"]
-        assert scores[right_id]["score"] == get_exercise(right_id).points, scores[right_id]
-        assert scores[wrong_id]["score"] < get_exercise(wrong_id).points, scores[wrong_id]
-        for exercise in exercises_for_lesson(stem):
-            if exercise.id not in (right_id, wrong_id):
-                assert scores[exercise.id]["score"] == 0
-                assert scores[exercise.id]["status"] == "not-attempted", scores[exercise.id]
+    result = students["attempt"]
+    assert result["status"] == "ok", result.get("detail")
+    assert result["cells"]["errors"] == []
+    scores = result["exercises"]
+    assert scores[right_id]["score"] == get_exercise(right_id).points, scores[right_id]
+    assert scores[wrong_id]["score"] < get_exercise(wrong_id).points, scores[wrong_id]
+    for exercise in exercises_for_lesson(stem):
+        if exercise.id not in (right_id, wrong_id):
+            assert scores[exercise.id]["score"] == 0
+            assert scores[exercise.id]["status"] == "not-attempted", scores[exercise.id]
     # the wrong answers earn what they deserve: padding is used by some graded cases only, a missing
     # bias fails every case (the parameter count is off), the stride default matters in one edge case
-    assert 0 < students["attempt_03_conv2d_in_pytorch"]["exercises"]["conv2d_forward"]["score"] < 3
-    assert students["attempt_05_global_average_pooling"]["exercises"]["gap_head"]["score"] == 0
-    assert 0 < students["attempt_04_pooling_and_activation"]["exercises"]["max_pool2d"]["score"] < 2
+    expected_wrong = {"03_conv2d_in_pytorch": (0, 3), "04_pooling_and_activation": (0, 2)}
+    if stem in expected_wrong:
+        low, high = expected_wrong[stem]
+        assert low < scores[wrong_id]["score"] < high, scores[wrong_id]
+    else:
+        assert scores[wrong_id]["score"] == 0, scores[wrong_id]
+    # computing the right answers with the library function the exercise rebuilds earns nothing,
+    # and the feedback says why
+    cheat = students["library"]["exercises"][forbidden_id]
+    assert cheat["score"] == 0, cheat
+    assert "off-limits" in json.dumps(cheat), cheat
+    feedback = (out / "feedback" / "library.md").read_text()
+    assert "off-limits" in feedback
