@@ -152,6 +152,45 @@ def test_forbid_affects_only_the_block_and_restores_everything_even_after_an_exc
     assert torch.allclose(ex.reference(X, W), F.conv2d(X, W), atol=1e-5)
 
 
+def test_a_guard_in_another_thread_leaves_this_thread_alone_and_overlaps_restore_the_original():
+    """A learner's function that ``check`` abandoned after its time limit (threads, where there is no
+    alarm signal) keeps running inside its guard; the next check's reference must still work, and
+    overlapping guards must not leave a swapped body behind when both have exited."""
+    import threading
+
+    ex = get_exercise("conv_out")
+    helper_code = shapes.conv_out.__code__
+    inside, leave = threading.Event(), threading.Event()
+    seen = {}
+
+    def learner_still_running():
+        with forbid(ex):
+            inside.set()
+            try:
+                shapes.conv_out(32, 3)
+            except ForbiddenCallError as exc:
+                seen["in_thread"] = str(exc)
+            leave.wait(30)
+
+    thread = threading.Thread(target=learner_still_running)
+    thread.start()
+    assert inside.wait(30)
+    try:
+        assert shapes.conv_out(32, 3, padding=1) == 32          # this thread has no guard
+        assert ex.reference(32, 3, padding=1) == 32
+        with forbid(ex):                                        # an overlapping guard in this thread
+            with pytest.raises(ForbiddenCallError):
+                shapes.conv_out(32, 3)
+        assert shapes.conv_out(16, 3, stride=2, padding=1) == 8  # still itself after the inner exit
+        honest = lambda n, k, stride=1, padding=0, dilation=1: (n + 2 * padding - dilation * (k - 1) - 1) // stride + 1  # noqa: E731
+        assert run_checks("conv_out", honest, seed=0).passed     # expected values from the reference
+    finally:
+        leave.set()
+        thread.join(30)
+    assert "off-limits" in seen["in_thread"]
+    assert shapes.conv_out.__code__ is helper_code               # the last guard out restored it
+
+
 def test_forbid_names_the_function_and_the_exercise():
     ex = types.SimpleNamespace(id="dropout2d_forward", forbidden=("torch.nn.functional.dropout2d", "torch.nn.Dropout2d.forward"))
     with forbid(ex) as guard:

@@ -13,8 +13,11 @@ always forbidden too. Two checks use that list:
   - a ``TorchDispatchMode`` sees the ATen operator underneath (``aten::convolution``,
     ``aten::native_batch_norm``, ``aten::im2col``...), whatever Python path led there;
   - plain Python functions (the course's own helpers, the exercise's reference, an ``nn.Module``'s
-    ``forward``) have their code object swapped for one that raises, so an alias bound before the
-    exercise ran is caught as well. The originals are put back on exit, even after an exception.
+    ``forward``) have their code object swapped for one that raises in a thread whose guard forbids
+    them and runs the original anywhere else, so an alias bound before the exercise ran is caught
+    as well, and a learner's function still running in another thread (a timed-out ``check``)
+    cannot break the reference for the next check. Overlapping guards share one swap; the
+    originals are put back when the last one exits, even after an exception.
 
 * :func:`scan_source`, a static check that the grader runs in its own process on the learner's
   source. A submission controls its own process and could switch the modes off; it cannot change
@@ -248,27 +251,73 @@ class _Guard:
         return ForbiddenCallError(message)
 
 
-# The guards active in this process, innermost last; the swapped-in code objects look here.
-_ACTIVE: list[_Guard] = []
+# The guards active in each thread, innermost last. The torch modes are per thread already; the
+# swapped-in Python bodies look here, so a learner's function left running in another thread (a
+# `check` that timed out where no alarm signal exists) cannot make the course's own reference
+# raise when the next check computes its expected values.
+_LOCAL = threading.local()
+# One swap per function however many guards overlap, undone when the last one exits: id(fn) ->
+# [fn, original code, defaults, kwdefaults, a clone that runs the original, number of guards].
+_SWAPS: dict[int, list[Any]] = {}
 _LOCK = threading.RLock()
 
 
-def _raise_for(name: str) -> ForbiddenCallError:
-    """Called by a swapped-in function body: the error to raise (recorded in the active guard)."""
-    for guard in reversed(_ACTIVE):
+def _thread_guards() -> list[_Guard]:
+    guards = getattr(_LOCAL, "guards", None)
+    if guards is None:
+        guards = _LOCAL.guards = []
+    return guards
+
+
+def _call_or_raise(name: str, key: int, args: tuple, kwargs: dict) -> Any:
+    """The body of a swapped function: raise inside a guard that forbids ``name``, else run the original."""
+    for guard in reversed(_thread_guards()):
         if any(n == name for _, n in guard.rules.python):
-            return guard.error(name)
-    return ForbiddenCallError(f"{display_name(name)} is off-limits in this exercise")
+            raise guard.error(name)
+    entry = _SWAPS.get(key)
+    if entry is None:  # restored between the lookup and now: the function is itself again
+        raise ForbiddenCallError(f"{display_name(name)} was called while its guard was being removed; call it again")
+    return entry[4](*args, **kwargs)
 
 
-def _raiser_code(name: str) -> types.CodeType:
+def _raiser_code(name: str, key: int) -> types.CodeType:
     source = (
         "def _forbidden(*args, **kwargs):\n"
-        f"    raise __import__('course_utils.exercises.forbidden', fromlist=['_raise_for'])._raise_for({name!r})\n"
+        "    return __import__('course_utils.exercises.forbidden', fromlist=['_call_or_raise'])"
+        f"._call_or_raise({name!r}, {key}, args, kwargs)\n"
     )
     namespace: dict[str, Any] = {}
     exec(compile(source, f"<forbidden {name}>", "exec"), namespace)
     return namespace["_forbidden"].__code__
+
+
+def _swap_in(fn: types.FunctionType, name: str) -> bool:
+    """Route ``fn`` through :func:`_call_or_raise` (counted); False for a closure, which cannot be."""
+    key = id(fn)
+    entry = _SWAPS.get(key)
+    if entry is not None:
+        entry[5] += 1
+        return True
+    code, defaults, kwdefaults = fn.__code__, fn.__defaults__, fn.__kwdefaults__
+    clone = types.FunctionType(code, fn.__globals__, fn.__name__, defaults, fn.__closure__)
+    clone.__kwdefaults__ = kwdefaults
+    try:
+        fn.__code__ = _raiser_code(name, key)
+    except ValueError:  # a closure: the torch modes still see torch functions
+        return False
+    fn.__defaults__, fn.__kwdefaults__ = None, None
+    _SWAPS[key] = [fn, code, defaults, kwdefaults, clone, 1]
+    return True
+
+
+def _swap_out(fn: types.FunctionType) -> None:
+    entry = _SWAPS.get(id(fn))
+    if entry is None:
+        return
+    entry[5] -= 1
+    if entry[5] == 0:
+        fn.__code__, fn.__defaults__, fn.__kwdefaults__ = entry[1], entry[2], entry[3]
+        del _SWAPS[id(fn)]
 
 
 _MODE_CLASSES: list[type] = []
@@ -375,21 +424,17 @@ def forbid(exercise: Any) -> Iterator[_Guard]:
     if not rules.messages:
         yield guard
         return
-    swapped: list[tuple[types.FunctionType, types.CodeType, Any, Any]] = []
+    swapped: list[types.FunctionType] = []
+    guards = _thread_guards()
     with _LOCK:
-        _ACTIVE.append(guard)
+        guards.append(guard)
         try:
             for fn, name in rules.python:
-                original = (fn, fn.__code__, fn.__defaults__, fn.__kwdefaults__)
-                try:
-                    fn.__code__ = _raiser_code(name)
-                except ValueError:  # a closure: the torch modes still see torch functions
-                    continue
-                fn.__defaults__, fn.__kwdefaults__ = None, None
-                swapped.append(original)
+                if _swap_in(fn, name):
+                    swapped.append(fn)
         except BaseException:
             _restore(swapped)
-            _ACTIVE.remove(guard)
+            guards.remove(guard)
             raise
     stack = contextlib.ExitStack()
     try:
@@ -408,15 +453,13 @@ def forbid(exercise: Any) -> Iterator[_Guard]:
         finally:
             with _LOCK:
                 _restore(swapped)
-                if guard in _ACTIVE:
-                    _ACTIVE.remove(guard)
+                if guard in guards:
+                    guards.remove(guard)
 
 
-def _restore(swapped: list[tuple[types.FunctionType, types.CodeType, Any, Any]]) -> None:
-    for fn, code, defaults, kwdefaults in reversed(swapped):
-        fn.__code__ = code
-        fn.__defaults__ = defaults
-        fn.__kwdefaults__ = kwdefaults
+def _restore(swapped: list[types.FunctionType]) -> None:
+    for fn in reversed(swapped):
+        _swap_out(fn)
     swapped.clear()
 
 
