@@ -102,6 +102,7 @@ def sandbox_args() -> list[str]:
     return [] if shutil.which("bwrap") and os.geteuid() == 0 else ["--no-sandbox"]
 
 
+@pytest.mark.slow  # runs `course grade` or a kernel end to end: not for the quick run (tests/README.md)
 def test_instructor_bank_released_attempted_and_graded_end_to_end(tmp_path):
     bank, notebook = write_example(tmp_path)
 
@@ -208,6 +209,7 @@ def test_load_bank_returns_ids_once_and_reports_bad_banks(tmp_path):
         load_env_banks(str(tmp_path / "nowhere"))
 
 
+@pytest.mark.slow  # starts `course release` and `course grade`: not for the quick run (tests/README.md)
 def test_release_and_grade_refuse_a_missing_bank(tmp_path):
     _, notebook = write_example(tmp_path)
     released = course("release", str(notebook), "--out", str(tmp_path / "r"), "--bank", str(tmp_path / "nope"))

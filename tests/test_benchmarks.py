@@ -37,6 +37,7 @@ def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
 
 
+@pytest.mark.slow  # trains in two ways: not for the quick run (tests/README.md)
 def test_quick_run_prints_a_table_and_a_result_line(tmp_path):
     data = _tiny_imagefolder(tmp_path / "cifar", {"train": 3, "test": 1})
     proc = _run(["--quick", "--data", str(data)], tmp_path)

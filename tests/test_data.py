@@ -672,6 +672,7 @@ def _fresh_shell_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow  # prepares CIFAR-10 files and runs fresh shells: not for the quick run (tests/README.md)
 def test_prepared_data_is_found_in_a_fresh_shell_with_no_variable(tmp_path):
     import json
     import shutil

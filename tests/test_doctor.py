@@ -113,6 +113,7 @@ def _run_doctor(env_updates: dict[str, str], *args: str) -> subprocess.Completed
                           capture_output=True, text=True, env=env, timeout=300)
 
 
+@pytest.mark.slow  # runs `course doctor` in a subprocess: not for the quick run (tests/README.md)
 def test_missing_data_is_reported_but_the_course_can_still_run(tmp_path):
     missing = _run_doctor({"COURSE_DATA": str(tmp_path / "none"), "COURSE_CACHE": str(tmp_path / "cache")})
     # Without CIFAR-10 every lesson still runs (06-07 on the named stand-in): exit 0, with the fix shown.
@@ -217,6 +218,7 @@ def test_a_slow_machine_is_told_what_to_do_and_each_option_fits_the_budget():
     assert epochs < plan["EPOCHS"] and 1000 <= subset < plan["train_size"]
 
 
+@pytest.mark.slow  # measures training speed for real: not for the quick run (tests/README.md)
 def test_the_measurement_is_real_and_short():
     import time
 

@@ -51,6 +51,7 @@ def _notebook(cells: list[str], path: Path) -> Path:
 FIGURE_CELL = "from matplotlib.figure import Figure\nfig = Figure(figsize=(2, 2))\nfig.add_subplot().plot([0, 1])\nfig"
 
 
+@pytest.mark.slow  # runs `course grade` or a kernel end to end: not for the quick run (tests/README.md)
 def test_nbval_hook_fails_a_figure_shown_as_text_and_passes_setup(pytester, monkeypatch):
     monkeypatch.delenv("MPLBACKEND", raising=False)
     pytester.makeconftest((REPO / "conftest.py").read_text().replace(

@@ -238,6 +238,7 @@ def student(batch, name):
     return batch["data"]["students"][name]
 
 
+@pytest.mark.slow  # uses the graded adversarial batch: not for the quick run (tests/README.md)
 def test_batch_completes_with_exit_status_0(batch):
     proc = batch["proc"]
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -269,6 +270,7 @@ def test_batch_completes_with_exit_status_0(batch):
         ("no_code", 0, "invalid-notebook"),
     ],
 )
+@pytest.mark.slow  # uses the graded adversarial batch: not for the quick run (tests/README.md)
 def test_each_submission_gets_its_expected_score_and_status(batch, name, total, status):
     rec = student(batch, name)
     assert (rec["total"], rec["status"]) == (total, status), rec.get("detail")
@@ -276,6 +278,7 @@ def test_each_submission_gets_its_expected_score_and_status(batch, name, total, 
     assert float(row["total"]) == total and row["status"] == status and row["max"] == "6"
 
 
+@pytest.mark.slow  # uses the graded adversarial batch: not for the quick run (tests/README.md)
 def test_partial_credit_is_per_case(batch):
     cases = drawn_cases("_tg_add")
     right = sum(1 for c in cases if c.args[0] >= 0)
@@ -288,6 +291,7 @@ def test_partial_credit_is_per_case(batch):
     assert failed and all("expected" in c["reason"] and c["input"].startswith("(-") for c in failed)
 
 
+@pytest.mark.slow  # uses the graded adversarial batch: not for the quick run (tests/README.md)
 def test_exercise_statuses_say_what_happened(batch):
     blank = student(batch, "blank")["exercises"]
     assert {k: v["status"] for k, v in blank.items()} == dict.fromkeys(IDS, "not-attempted")
@@ -305,6 +309,7 @@ def test_exercise_statuses_say_what_happened(batch):
     assert eqall["_tg_value"]["cases"][0]["passed"] is False  # Liar(7) is the int 7, not 42
 
 
+@pytest.mark.slow  # uses the graded adversarial batch: not for the quick run (tests/README.md)
 def test_timeout_and_memory_reports(batch):
     stopped = student(batch, "timeout")["cells"]["errors"]
     assert stopped[0]["cell"] == 0 and "time limit" in stopped[0]["error"] and stopped[0]["name"] == "cell [1] `while True:`"
@@ -316,6 +321,7 @@ def test_timeout_and_memory_reports(batch):
         assert any("MemoryError" in e["error"] for e in mem["cells"]["errors"])
 
 
+@pytest.mark.slow  # uses the graded adversarial batch: not for the quick run (tests/README.md)
 def test_grader_files_cannot_be_forged(batch):
     out = batch["out"]
     assert "vandal" in batch["csv"] and float(batch["csv"]["vandal"]["total"]) == 0
@@ -325,16 +331,19 @@ def test_grader_files_cannot_be_forged(batch):
     assert student(batch, "vandal")["total"] == 0
 
 
+@pytest.mark.slow  # uses the graded adversarial batch: not for the quick run (tests/README.md)
 def test_detached_processes_are_killed(batch):
     assert not batch["marker"].exists()
     assert "escaper" in (batch["out"] / "grades.csv").read_text()
 
 
+@pytest.mark.slow  # uses the graded adversarial batch: not for the quick run (tests/README.md)
 def test_reports_never_show_the_reference_code(batch):
     text = (batch["out"] / "grades.json").read_text() + "".join(p.read_text() for p in (batch["out"] / "feedback").glob("*.md"))
     assert "clamp(x, min=0)" not in text and "return a + b" not in text
 
 
+@pytest.mark.slow  # uses the graded adversarial batch: not for the quick run (tests/README.md)
 def test_feedback_explains_failures(batch):
     fb = (batch["out"] / "feedback" / "partial.md").read_text()
     assert "Score:" in fb and "_tg_add" in fb and "expected" in fb and "not defined" in fb
@@ -343,6 +352,7 @@ def test_feedback_explains_failures(batch):
 
 
 @pytest.mark.skipif(not can_drop_privileges(), reason="needs root and a Python that an unprivileged user may run")
+@pytest.mark.slow  # uses the graded adversarial batch: not for the quick run (tests/README.md)
 def test_kill_everything_is_contained(batch):
     assert student(batch, "kill_all")["status"] in ("ok", "crashed")
     assert student(batch, "full")["total"] == 6
@@ -353,6 +363,7 @@ def test_kill_everything_is_contained(batch):
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # runs `course grade` or a kernel end to end: not for the quick run (tests/README.md)
 def test_rerun_skips_graded_and_regrades_changed(tmp_path):
     subs, out = tmp_path / "subs", tmp_path / "out"
     subs.mkdir()
@@ -376,6 +387,7 @@ def test_rerun_skips_graded_and_regrades_changed(tmp_path):
     assert json.loads((out / "grades.json").read_text())["students"]["ann"]["seed"] == 7
 
 
+@pytest.mark.slow  # runs `course grade` or a kernel end to end: not for the quick run (tests/README.md)
 def test_gradescope_results(tmp_path):
     sub = write_nb(tmp_path / "alice.ipynb", FULL[:2])
     out = tmp_path / "results"
@@ -400,6 +412,7 @@ def test_gradescope_results(tmp_path):
         (["{txt}"], "not a .ipynb"),
     ],
 )
+@pytest.mark.slow  # starts `course grade` once per case: not for the quick run (tests/README.md)
 def test_usage_errors_exit_2(tmp_path, args, message):
     two = tmp_path / "two"
     two.mkdir()
@@ -413,6 +426,7 @@ def test_usage_errors_exit_2(tmp_path, args, message):
     assert message in done.stderr
 
 
+@pytest.mark.slow  # starts `course grade`: not for the quick run (tests/README.md)
 def test_missing_lesson_metadata_is_a_usage_error(tmp_path):
     nb = write_nb(tmp_path / "x.ipynb", FULL, lesson="not_a_lesson")
     done = run_grade(nb, "--out", tmp_path / "out")

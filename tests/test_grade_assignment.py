@@ -17,6 +17,9 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
+
+pytestmark = pytest.mark.slow  # grades batches with `course grade`: not for the quick run (tests/README.md)
 
 HERE = Path(__file__).resolve().parent
 FIXTURE = HERE / "fixtures_grade_exercises.py"

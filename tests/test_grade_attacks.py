@@ -33,6 +33,8 @@ from test_grade import FIXTURE, FULL, IDS, SEED, read_csv, run_grade, write_nb
 
 from course_utils.grading import encoding
 
+pytestmark = pytest.mark.slow  # grades batches of attack notebooks in the sandbox: not for the quick run (tests/README.md)
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "course_utils"
 

@@ -81,6 +81,7 @@ def test_ci_runs_the_readme_install_and_test_commands():
     assert re.search(r"^\s*pytest\b", ci, flags=re.M) or "python -m pytest" in ci or " pytest" in ci
 
 
+@pytest.mark.slow  # starts the course command in subprocesses: not for the quick run (tests/README.md)
 def test_course_command_and_module_entry_point_agree():
     scripts = _pyproject()["project"]["scripts"]
     assert scripts["course"] == "course_utils.cli:main"

@@ -324,6 +324,7 @@ def test_command_release_error_writes_no_workbook_for_that_lesson(lesson_dir, tm
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["02_plain.ipynb"]
 
 
+@pytest.mark.slow  # runs `course grade` or a kernel end to end: not for the quick run (tests/README.md)
 def test_course_command_in_a_subprocess_with_extra_exercises(lesson_dir, tmp_path):
     env = dict(os.environ, COURSE_EXTRA_EXERCISES=str(HERE / "fixtures_exercises.py"))
     env.pop("COURSE_GRADING", None)
@@ -382,6 +383,7 @@ def assert_every_check_not_attempted(nb, exercise_ids):
     assert seen >= set(exercise_ids)
 
 
+@pytest.mark.slow  # runs `course grade` or a kernel end to end: not for the quick run (tests/README.md)
 def test_fixture_workbook_runs_and_every_check_is_not_attempted(tmp_path):
     workbook = release_notebook(with_outputs(fx.lesson_notebook()), fx.LESSON)
     execute(workbook, tmp_path)

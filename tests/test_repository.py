@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import course_utils
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,6 +21,7 @@ def test_license_is_the_mit_text_the_readme_and_package_promise():
     assert 'license = { text = "MIT" }' in pyproject
 
 
+@pytest.mark.slow  # starts the course command: not for the quick run (tests/README.md)
 def test_changelog_has_the_version_that_course_version_prints():
     out = subprocess.run([sys.executable, "-m", "course_utils", "--version"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == f"course_utils {course_utils.__version__}"

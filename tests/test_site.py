@@ -19,6 +19,8 @@ from urllib.parse import unquote, urlsplit
 import nbformat
 import pytest
 
+pytestmark = pytest.mark.slow  # builds the whole site: not for the quick run (tests/README.md)
+
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted(p for p in (ROOT / "notebooks").glob("*.ipynb") if re.match(r"^\d\d_", p.name))
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"

@@ -133,6 +133,7 @@ def _conv_shape(n, k, s, p, d):
     return tuple(torch.nn.Conv2d(1, 1, k, stride=s, padding=p, dilation=d)(torch.zeros(1, 1, n, n)).shape)
 
 
+@pytest.mark.slow  # draws 504 figures: not for the quick run (tests/README.md)
 def test_render_output_size_matches_conv2d_on_many_configs():
     checked = invalid = 0
     for n in (1, 2, 5, 7, 8, 13, 32):
