@@ -37,7 +37,39 @@ import threading
 import types
 from typing import Any, Iterable, Iterator
 
-__all__ = ["ForbiddenCallError", "forbid", "scan_source", "display_name", "ATEN_OPS"]
+__all__ = ["ForbiddenCallError", "forbid", "scan_source", "display_name", "ATEN_OPS", "CONV_CALLS",
+           "POOL_CALLS"]
+
+# The library calls that slide a window for the learner, for the banks' ``forbidden`` lists: every
+# from-scratch convolution exercise refuses the first group, every pooling exercise the second.
+CONV_CALLS: tuple[str, ...] = (
+    'torch.nn.functional.conv1d',
+    'torch.nn.functional.conv2d',
+    'torch.nn.functional.conv3d',
+    'torch.nn.functional.unfold',
+    'torch.nn.Conv1d.forward',
+    'torch.nn.Conv2d.forward',
+    'torch.nn.Conv3d.forward',
+    'torch.ops.aten.convolution',
+    'torch.ops.aten._convolution',
+)
+POOL_CALLS: tuple[str, ...] = (
+    'torch.nn.functional.max_pool1d',
+    'torch.nn.functional.max_pool2d',
+    'torch.nn.functional.max_pool3d',
+    'torch.nn.functional.max_pool2d_with_indices',
+    'torch.nn.functional.avg_pool1d',
+    'torch.nn.functional.avg_pool2d',
+    'torch.nn.functional.avg_pool3d',
+    'torch.nn.functional.adaptive_avg_pool1d',
+    'torch.nn.functional.adaptive_avg_pool2d',
+    'torch.nn.functional.adaptive_max_pool1d',
+    'torch.nn.functional.adaptive_max_pool2d',
+    'torch.nn.MaxPool2d.forward',
+    'torch.nn.AvgPool2d.forward',
+    'torch.nn.AdaptiveAvgPool2d.forward',
+    'torch.nn.AdaptiveMaxPool2d.forward',
+)
 
 
 class ForbiddenCallError(Exception):

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from ..shapes import conv_params, linear_params
 from .adapters import call_on_copies as _call_on_copies
 from .core import Case, Exercise
+from .forbidden import CONV_CALLS
 from .registry import register
 
 LESSON = "01_why_convolution"
@@ -188,16 +189,7 @@ register(
             'At each position, multiply the window of x under the kernel element by element with k and add everything up; do not flip the kernel.',
             'Make a float output tensor of the right size first, then fill it with two loops over the positions.',
         ),
-        forbidden=(
-            'torch.nn.functional.conv1d',
-            'torch.nn.functional.conv2d',
-            'torch.nn.functional.conv3d',
-            'torch.nn.functional.unfold',
-            'torch.nn.Conv1d.forward',
-            'torch.nn.Conv2d.forward',
-            'torch.nn.Conv3d.forward',
-            'torch.ops.aten.convolution',
-            'torch.ops.aten._convolution',
+        forbidden=CONV_CALLS + (
             'scipy.signal.correlate2d',
             'scipy.signal.convolve2d',
             'scipy.signal.correlate',

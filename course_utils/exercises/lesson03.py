@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from ..shapes import conv_params
 from .adapters import call_on_copies as _call_on_copies
 from .core import Case, Exercise
+from .forbidden import CONV_CALLS
 from .registry import register
 
 LESSON = "03_conv2d_in_pytorch"
@@ -101,17 +102,7 @@ register(
             'One output value is a sum over every input channel and every kernel tap; write it for a single output pixel first.',
             "Work on the whole batch at once: slice the window for all images, multiply by one output channel's kernel and sum over three axes; add the bias only when it is not None.",
         ),
-        forbidden=(
-            'torch.nn.functional.conv1d',
-            'torch.nn.functional.conv2d',
-            'torch.nn.functional.conv3d',
-            'torch.nn.functional.unfold',
-            'torch.nn.Conv1d.forward',
-            'torch.nn.Conv2d.forward',
-            'torch.nn.Conv3d.forward',
-            'torch.ops.aten.convolution',
-            'torch.ops.aten._convolution',
-        ),
+        forbidden=CONV_CALLS,
     )
 )
 
@@ -234,16 +225,6 @@ register(
             'A 1×1 convolution mixes the channels of each pixel on its own: which matrix multiplies which vector?',
             'Move the channel axis last so that every pixel is a row, multiply by the transposed weight matrix, add the bias, and move the channels back.',
         ),
-        forbidden=(
-            'torch.nn.functional.conv1d',
-            'torch.nn.functional.conv2d',
-            'torch.nn.functional.conv3d',
-            'torch.nn.functional.unfold',
-            'torch.nn.Conv1d.forward',
-            'torch.nn.Conv2d.forward',
-            'torch.nn.Conv3d.forward',
-            'torch.ops.aten.convolution',
-            'torch.ops.aten._convolution',
-        ),
+        forbidden=CONV_CALLS,
     )
 )

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from ..shapes import conv_out, pool_out
 from .core import Case, Exercise
+from .forbidden import POOL_CALLS
 from .registry import register
 from .lesson03 import _call_on_copies, _tensor
 
@@ -87,22 +88,7 @@ register(
             'Take the k×k window of every image and channel at once by slicing, and reduce it over its last two axes.',
             'Fill an output tensor of the right size with two loops over the window positions.',
         ),
-        forbidden=(
-            'torch.nn.functional.max_pool1d',
-            'torch.nn.functional.max_pool2d',
-            'torch.nn.functional.max_pool3d',
-            'torch.nn.functional.max_pool2d_with_indices',
-            'torch.nn.functional.avg_pool1d',
-            'torch.nn.functional.avg_pool2d',
-            'torch.nn.functional.avg_pool3d',
-            'torch.nn.functional.adaptive_avg_pool1d',
-            'torch.nn.functional.adaptive_avg_pool2d',
-            'torch.nn.functional.adaptive_max_pool1d',
-            'torch.nn.functional.adaptive_max_pool2d',
-            'torch.nn.MaxPool2d.forward',
-            'torch.nn.AvgPool2d.forward',
-            'torch.nn.AdaptiveAvgPool2d.forward',
-            'torch.nn.AdaptiveMaxPool2d.forward',
+        forbidden=POOL_CALLS + (
             'course_utils.shapes.pool_out',
             'course_utils.shapes.pool_out_2d',
         ),
@@ -127,22 +113,7 @@ register(
             'The windows are the same as for max pooling; only the reduction changes.',
             'Slice the k×k window of every image and channel at once and average it over its last two axes; when stride is None it equals kernel_size.',
         ),
-        forbidden=(
-            'torch.nn.functional.max_pool1d',
-            'torch.nn.functional.max_pool2d',
-            'torch.nn.functional.max_pool3d',
-            'torch.nn.functional.max_pool2d_with_indices',
-            'torch.nn.functional.avg_pool1d',
-            'torch.nn.functional.avg_pool2d',
-            'torch.nn.functional.avg_pool3d',
-            'torch.nn.functional.adaptive_avg_pool1d',
-            'torch.nn.functional.adaptive_avg_pool2d',
-            'torch.nn.functional.adaptive_max_pool1d',
-            'torch.nn.functional.adaptive_max_pool2d',
-            'torch.nn.MaxPool2d.forward',
-            'torch.nn.AvgPool2d.forward',
-            'torch.nn.AdaptiveAvgPool2d.forward',
-            'torch.nn.AdaptiveMaxPool2d.forward',
+        forbidden=POOL_CALLS + (
             'course_utils.shapes.pool_out',
             'course_utils.shapes.pool_out_2d',
         ),

@@ -8,6 +8,7 @@ from torch import nn
 from ..shapes import linear_params
 from .adapters import run_head
 from .core import Case, Exercise
+from .forbidden import POOL_CALLS
 from .registry import register
 from .lesson03 import _call_on_copies, _tensor
 
@@ -58,23 +59,7 @@ register(
             'Which two axes of an N×C×H×W tensor hold the positions in the image?',
             'Average over those two axes only; the result is N×C, not N×C×1×1.',
         ),
-        forbidden=(
-            'torch.nn.functional.max_pool1d',
-            'torch.nn.functional.max_pool2d',
-            'torch.nn.functional.max_pool3d',
-            'torch.nn.functional.max_pool2d_with_indices',
-            'torch.nn.functional.avg_pool1d',
-            'torch.nn.functional.avg_pool2d',
-            'torch.nn.functional.avg_pool3d',
-            'torch.nn.functional.adaptive_avg_pool1d',
-            'torch.nn.functional.adaptive_avg_pool2d',
-            'torch.nn.functional.adaptive_max_pool1d',
-            'torch.nn.functional.adaptive_max_pool2d',
-            'torch.nn.MaxPool2d.forward',
-            'torch.nn.AvgPool2d.forward',
-            'torch.nn.AdaptiveAvgPool2d.forward',
-            'torch.nn.AdaptiveMaxPool2d.forward',
-        ),
+        forbidden=POOL_CALLS,
     )
 )
 
