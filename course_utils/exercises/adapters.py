@@ -314,6 +314,18 @@ def small_model(channels: int, size: int, num_classes: int) -> nn.Module:
     )
 
 
+def _one_number(value: Any, must: str, advice: str = "") -> float:
+    """``value`` as a float if it is one number (float, NumPy scalar, one-element tensor); else a
+    ``TypeError`` that starts with ``must`` ("train_step must return the loss") and ends with ``advice``."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise TypeError(f"{must} as one number, got a tensor of shape {tuple(value.shape)}")
+        return float(value.detach().item())
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{must} as a float{advice}, got {type(value).__name__}")
+    return float(value)
+
+
 def as_loss(value: Any) -> float:
     """The loss ``train_step`` returned, as a float; a ``TypeError`` for anything but one number.
 
@@ -331,13 +343,7 @@ def as_loss(value: Any) -> float:
     >>> as_loss(torch.tensor(0.5))
     0.5
     """
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise TypeError(f"train_step must return the loss as one number, got a tensor of shape {tuple(value.shape)}")
-        return float(value.detach().item())
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"train_step must return the loss as a float (loss.item()), got {type(value).__name__}")
-    return float(value)
+    return _one_number(value, "train_step must return the loss", " (loss.item())")
 
 
 def run_train_step(answer: Any, case: Case) -> dict[str, Any]:
@@ -433,13 +439,7 @@ def as_number(value: Any, what: str) -> float:
     >>> as_number(np.float32(0.25), "accuracy")
     0.25
     """
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise TypeError(f"evaluate must return the {what} as one number, got a tensor of shape {tuple(value.shape)}")
-        return float(value.detach().item())
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"evaluate must return the {what} as a float, got {type(value).__name__}")
-    return float(value)
+    return _one_number(value, f"evaluate must return the {what}")
 
 
 def run_evaluate(answer: Any, case: Case) -> dict[str, Any]:
