@@ -812,15 +812,21 @@ def _load_prepared(location: DataLocation) -> Cifar10:
             f"Delete it and prepare again: `COURSE_DATA=/path/to/cifar10 course data --prepare`, or `{DOWNLOAD_FIX}`"
         )
     origin = payload.get("source_path")
+    return _real_cifar10(payload, f"CIFAR-10 from {location.path} (prepared decoded tensors"
+                         + (f" of {origin})" if origin else ")"), location.path)
+
+
+def _real_cifar10(payload: dict[str, Any], source: str, cache_file: Path | None) -> Cifar10:
+    """The real data set from a decoded payload (tensors and class names), labelled with its source."""
     return Cifar10(
         train_images=payload["train_images"],
         train_labels=payload["train_labels"],
         test_images=payload["test_images"],
         test_labels=payload["test_labels"],
         classes=list(payload["classes"]),
-        source=f"CIFAR-10 from {location.path} (prepared decoded tensors" + (f" of {origin})" if origin else ")"),
+        source=source,
         synthetic=False,
-        cache_file=location.path,
+        cache_file=cache_file,
     )
 
 
@@ -849,7 +855,7 @@ def prepare_cifar10(root: str | os.PathLike | None = None) -> tuple[Cifar10, Pat
     Examples
     --------
     >>> data, path = prepare_cifar10("/data/cifar10-jpeg")  # doctest: +SKIP
-    >>> path.name
+    >>> path.name  # doctest: +SKIP
     'cifar10-prepared.pt'
     """
     data = load_cifar10(root)
@@ -899,16 +905,7 @@ def _load_location(location: DataLocation, cache: bool = True) -> Cifar10:
                 cache_path = None
     layout = "torchvision batches" if location.layout == "batches" else "ImageFolder JPEG/PNG files"
     origin = "decoded tensors cached" if from_cache else "decoded"
-    return Cifar10(
-        train_images=payload["train_images"],
-        train_labels=payload["train_labels"],
-        test_images=payload["test_images"],
-        test_labels=payload["test_labels"],
-        classes=list(payload["classes"]),
-        source=f"CIFAR-10 from {location.path} ({layout}; {origin})",
-        synthetic=False,
-        cache_file=cache_path,
-    )
+    return _real_cifar10(payload, f"CIFAR-10 from {location.path} ({layout}; {origin})", cache_path)
 
 
 def download_cifar10(root: str | os.PathLike | None = None) -> DataLocation:
