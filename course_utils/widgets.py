@@ -25,6 +25,7 @@ __all__ = [
     "apply_kernel",
     "render_kernel_filter",
     "kernel_explorer",
+    "output_size_summary",
     "render_output_size",
     "output_size_explorer",
     "show_figure_in",
@@ -321,13 +322,55 @@ def kernel_explorer(image: Any = None, preset: str = "Sobel x"):
 # --------------------------------------------------------------------------------------------
 
 
-def _message_figure(message: str) -> Figure:
+def _message_figure(message: str, title: str = "invalid configuration", prefix: str = "no output: ") -> Figure:
     fig, ax = new_figure(size=(6.0, 1.2))
     ax.set_axis_off()
     ax.grid(False)
-    ax.text(0.5, 0.5, "no output: " + message, ha="center", va="center", wrap=True, fontsize=9, color="#D55E00")
-    ax.set_title("invalid configuration", fontsize=10)
+    ax.text(0.5, 0.5, prefix + message, ha="center", va="center", wrap=True, fontsize=9, color="#D55E00")
+    ax.set_title(title, fontsize=10)
     return fig
+
+
+def output_size_summary(
+    in_size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1
+) -> str:
+    """The formula worked through and a real ``nn.Conv2d``'s answer for one configuration.
+
+    Parameters
+    ----------
+    in_size, kernel, stride, padding, dilation : int
+        A square input and kernel, as for ``nn.Conv2d(1, 1, kernel, stride, padding, dilation)``.
+
+    Returns
+    -------
+    str
+        For example ``"out = ⌊(8 + 2·1 − 3) / 2⌋ + 1 = ⌊7/2⌋ + 1 = 4; nn.Conv2d: 1×1×8×8 → 1×1×4×4 ✓"``,
+        followed by how many input pixels no window reaches, when some are. For a configuration
+        that ``nn.Conv2d`` rejects, a text that starts with ``"invalid:"`` and carries the
+        ValueError's message; nothing is raised.
+
+    Examples
+    --------
+    >>> output_size_summary(32, 3, stride=2, padding=1).split(";")[0]
+    'out = ⌊(32 + 2·1 − 3) / 2⌋ + 1 = ⌊31/2⌋ + 1 = 16'
+    """
+    try:
+        out = conv_out(in_size, kernel, stride=stride, padding=padding, dilation=dilation)
+    except ValueError as exc:
+        return f"invalid: {exc}"
+    conv = torch.nn.Conv2d(1, 1, kernel, stride=stride, padding=padding, dilation=dilation, bias=False)
+    with torch.no_grad():
+        shape = tuple(conv(torch.zeros(1, 1, in_size, in_size)).shape)
+    agrees = shape[-2:] == (out, out)
+    eff = dilation * (kernel - 1) + 1
+    top = in_size + 2 * padding - eff
+    formula = f"out = ⌊({in_size} + 2·{padding} − {eff}) / {stride}⌋ + 1 = ⌊{top}/{stride}⌋ + 1 = {out}"
+    check = "✓" if agrees else "✗ (the formula and PyTorch disagree)"
+    text = (f"{formula}; nn.Conv2d: 1×1×{in_size}×{in_size} → " + "×".join(str(v) for v in shape) + f" {check}")
+    never = int((window_coverage(in_size, kernel, stride, padding, dilation) == 0).sum())
+    if never:
+        text += f"; {never} of {in_size * in_size} input pixels are never reached by any window"
+    return text
 
 
 def render_output_size(
@@ -343,10 +386,9 @@ def render_output_size(
     Returns
     -------
     (Figure, str)
-        The sliding-window diagram (first window) and a summary such as
-        ``"out = ⌊(8 + 2·1 − 3) / 2⌋ + 1 = 4; nn.Conv2d: 1×1×8×8 → 1×1×4×4 ✓"``. For a
+        The sliding-window diagram (first window) and :func:`output_size_summary`'s text. For a
         configuration that ``nn.Conv2d`` rejects, a figure with the message and a summary that
-        starts with ``"invalid:"`` and carries the ValueError's message; nothing is raised.
+        starts with ``"invalid:"``; nothing is raised.
 
     Examples
     --------
@@ -354,26 +396,14 @@ def render_output_size(
     >>> text.split(";")[0]
     'out = ⌊(32 + 2·1 − 3) / 2⌋ + 1 = ⌊31/2⌋ + 1 = 16'
     """
-    try:
-        out = conv_out(in_size, kernel, stride=stride, padding=padding, dilation=dilation)
-    except ValueError as exc:
-        return _message_figure(str(exc)), f"invalid: {exc}"
-    conv = torch.nn.Conv2d(1, 1, kernel, stride=stride, padding=padding, dilation=dilation, bias=False)
-    with torch.no_grad():
-        shape = tuple(conv(torch.zeros(1, 1, in_size, in_size)).shape)
-    agrees = shape[-2:] == (out, out)
-    eff = dilation * (kernel - 1) + 1
-    top = in_size + 2 * padding - eff
-    formula = f"out = ⌊({in_size} + 2·{padding} − {eff}) / {stride}⌋ + 1 = ⌊{top}/{stride}⌋ + 1 = {out}"
-    check = "✓" if agrees else "✗ (the formula and PyTorch disagree)"
-    text = (f"{formula}; nn.Conv2d: 1×1×{in_size}×{in_size} → " + "×".join(str(v) for v in shape) + f" {check}")
-    never = int((window_coverage(in_size, kernel, stride, padding, dilation) == 0).sum())
-    if never:
-        text += f"; {never} of {in_size * in_size} input pixels are never reached by any window"
+    text = output_size_summary(in_size, kernel, stride, padding, dilation)
+    if text.startswith("invalid: "):
+        return _message_figure(text[len("invalid: "):]), text
+    out = conv_out(in_size, kernel, stride=stride, padding=padding, dilation=dilation)
     drawable = in_size + 2 * padding <= 24
     fig = (draw_conv_arithmetic(in_size, kernel, stride, padding, dilation, step=0) if drawable
            else _message_figure(f"input {in_size}×{in_size} with padding {padding} is too big to draw; "
-                                f"the output is {out}×{out}"))
+                                f"the output is {out}×{out}", title="valid configuration", prefix=""))
     return fig, text
 
 

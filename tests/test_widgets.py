@@ -18,6 +18,7 @@ from course_utils.widgets import (
     apply_kernel,
     kernel_explorer,
     output_size_explorer,
+    output_size_summary,
     render_kernel_filter,
     render_output_size,
     show_figure_in,
@@ -133,16 +134,15 @@ def _conv_shape(n, k, s, p, d):
     return tuple(torch.nn.Conv2d(1, 1, k, stride=s, padding=p, dilation=d)(torch.zeros(1, 1, n, n)).shape)
 
 
-@pytest.mark.slow  # draws 504 figures: not for the quick run (tests/README.md)
-def test_render_output_size_matches_conv2d_on_many_configs():
+def test_output_size_summary_matches_conv2d_on_many_configs():
+    # The text is what can be wrong on any configuration; the drawing is checked on the cases below.
     checked = invalid = 0
     for n in (1, 2, 5, 7, 8, 13, 32):
         for k in (1, 2, 3, 5):
             for s in (1, 2, 3):
                 for p in (0, 1, 2):
                     for d in (1, 2):
-                        fig, text = render_output_size(n, k, s, p, d)
-                        assert isinstance(fig, Figure)
+                        text = output_size_summary(n, k, s, p, d)
                         try:
                             shape = _conv_shape(n, k, s, p, d)
                         except RuntimeError:
@@ -154,6 +154,27 @@ def test_render_output_size_matches_conv2d_on_many_configs():
                         assert f"→ 1×1×{shape[-2]}×{shape[-1]} ✓" in text
                         checked += 1
     assert checked > 200 and invalid > 10
+
+
+@pytest.mark.parametrize("config, kind", [
+    ((7, 3, 2, 1, 1), "diagram"),      # drawable: the sliding-window diagram
+    ((8, 3, 3, 0, 1), "diagram"),      # drawable, with unreached pixels
+    ((13, 5, 1, 2, 2), "diagram"),     # dilation
+    ((32, 3, 1, 1, 1), "too big"),     # larger than the diagram can show
+    ((3, 5, 1, 0, 1), "invalid"),      # rejected by nn.Conv2d
+])
+def test_render_output_size_draws_the_case_and_returns_the_summary(config, kind):
+    fig, text = render_output_size(*config)
+    assert isinstance(fig, Figure)
+    assert text == output_size_summary(*config)
+    titles = " ".join(ax.get_title() for ax in fig.axes) + " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
+    if kind == "invalid":
+        assert fig.axes[0].get_title() == "invalid configuration"
+    elif kind == "too big":
+        assert "too big to draw" in titles and fig.axes[0].get_title() == "valid configuration"
+        assert "no output" not in titles
+    else:
+        assert "too big" not in titles and fig.axes[0].get_title() != "invalid configuration"
 
 
 def test_render_output_size_seed_examples():
