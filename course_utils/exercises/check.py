@@ -13,6 +13,7 @@ the report. These checks are practice only: grading recomputes everything in a s
 from __future__ import annotations
 
 import copy
+import re
 import secrets
 import signal
 import threading
@@ -285,11 +286,25 @@ def _value_reason(reason: str) -> str:
     return "that is not the right value"
 
 
+def _hidden_reason(reason: str) -> str:
+    # For an exercise with ``show_expected=False``: keep what says where the answer differs (its
+    # type, shape, length, the index of the first wrong value), drop the expected value itself.
+    if reason.startswith(("expected a ", "expected an ")) and ", got a" in reason:
+        return reason
+    if reason.startswith(("expected shape", "keys differ", "the answer contains")) or re.match(r"expected \d+ items", reason):
+        return reason
+    differ = re.match(r"\d+ (?:of \d+ )?values differ(?: at \S+)?; first at index \([^)]*\)", reason)
+    if differ:
+        return differ.group(0)
+    where = re.search(r" at ((?:\[[^\]]*\])+), got ", reason)
+    return "that is not the right value" + (f" at {where.group(1)}" if where else "")
+
+
 def _run_case(exercise: Exercise, answer: Any, case: Case, source: str, index: int) -> CaseResult:
     shown = _show_input(exercise, case)
     expected = exercise.expected(_copy_case(case))
     # A single-value exercise never shows its expected value: it would be the answer itself.
-    shown_expected = "" if exercise.kind == "value" else describe(expected)
+    shown_expected = "" if exercise.kind == "value" or not exercise.show_expected else describe(expected)
     base = dict(source=source, index=index, label=case.label, shown_input=shown, expected=shown_expected)
     limit = exercise.time_limit
     timeout = f"it did not return within {limit:g} s"
@@ -332,6 +347,8 @@ def _run_case(exercise: Exercise, answer: Any, case: Case, source: str, index: i
     reason = verdict.reason
     if exercise.kind == "value" and not verdict.ok:
         reason = _value_reason(reason)
+    elif not exercise.show_expected and not verdict.ok:
+        reason = _hidden_reason(reason)
     return CaseResult(status="pass" if verdict.ok else "fail", got=describe(plain), reason=reason, **base)
 
 

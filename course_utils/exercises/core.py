@@ -84,6 +84,10 @@ class Exercise:
         Dotted names the learner's function may not call, e.g. ``"torch.nn.functional.conv2d"``,
         ``"torch.nn.BatchNorm2d.forward"``, ``"course_utils.shapes.conv_out"``; the reference is
         always forbidden too. See :mod:`course_utils.exercises.forbidden`.
+    show_expected : bool
+        Whether ``check`` may show a failing case's expected output. ``False`` for exercises whose
+        expected output is the answer to a small question (a receptive field, a count): the report
+        then shows the input, what was returned and where it differs, never the expected value.
     title : str
         One line saying what the exercise asks for.
     n_cases : int
@@ -109,6 +113,7 @@ class Exercise:
     time_limit: float = 5.0
     hints: tuple[str, ...] = ()
     forbidden: tuple[str, ...] = ()
+    show_expected: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in ("function", "value"):
