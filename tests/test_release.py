@@ -27,7 +27,7 @@ from course_utils.grading import release  # noqa: E402
 from course_utils.grading.release import STUB_LINE, ReleaseError, check_calls, find_solution_blocks, release_notebook  # noqa: E402
 
 NOTEBOOKS = HERE.parent / "notebooks"
-SLOW_LESSONS = ("06_", "07_")  # they train on CIFAR-10: here in quick mode (COURSE_QUICK=1)
+SLOW_LESSONS = ("06_", "07_")  # they train on CIFAR-10: here in quick mode (COURSE_QUICK=1), offline
 
 
 def code_cells(nb):
@@ -349,22 +349,28 @@ def test_course_command_in_a_subprocess_with_extra_exercises(lesson_dir, tmp_pat
 # --------------------------------------------------------------------------------------------
 
 
-def execute(nb, cwd: Path, timeout: int = 600):
+def execute(nb, cwd: Path, timeout: int = 600, env: dict[str, str] | None = None):
     """Run ``nb`` in a fresh kernel in quick mode: training cells train a few batches (the full
-    training run of each lesson is nbval's), everything else runs as a learner's would."""
+    training run of each lesson is nbval's), everything else runs as a learner's would. ``env``
+    adds variables for the kernel (it inherits this process's environment)."""
     import nbclient
 
-    os.environ.pop("COURSE_GRADING", None)
-    old = os.environ.get("COURSE_QUICK")
-    os.environ["COURSE_QUICK"] = "1"
+    changes = {"COURSE_QUICK": "1", "COURSE_GRADING": None, **(env or {})}
+    old = {name: os.environ.get(name) for name in changes}
+    for name, value in changes.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     try:
         nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                 resources={"metadata": {"path": str(cwd)}}).execute()
     finally:
-        if old is None:
-            os.environ.pop("COURSE_QUICK", None)
-        else:
-            os.environ["COURSE_QUICK"] = old
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return nb
 
 
@@ -404,6 +410,13 @@ def _lessons():
 
 @pytest.mark.parametrize("lesson", _lessons())
 def test_every_lesson_releases_and_its_workbook_runs(tmp_path, lesson):
+    """Release the lesson and run its workbook as a learner would, in quick mode.
+
+    Lessons 06 and 07 load CIFAR-10. Their workbooks run here with ``COURSE_DATA`` and
+    ``COURSE_CACHE`` pointing at empty folders, as on a laptop that has no copy and cannot download:
+    this one run also checks the offline path (the labelled synthetic stand-in is used and named,
+    nothing is written into either folder). The lessons' own run on the real data is nbval's.
+    """
     from course_utils.exercises import exercises_for_lesson
 
     target = release.release_lesson(lesson, tmp_path)
@@ -411,11 +424,24 @@ def test_every_lesson_releases_and_its_workbook_runs(tmp_path, lesson):
     assert workbook.metadata["course"]["released"] is True
     for cell in code_cells(workbook):
         assert "SOLUTION" not in cell.source
-    execute(workbook, NOTEBOOKS)
+    offline = lesson.name.startswith(SLOW_LESSONS)
+    env = None
+    if offline:
+        empty_data, empty_cache = tmp_path / "no-data", tmp_path / "no-cache"
+        empty_data.mkdir()
+        empty_cache.mkdir()
+        env = {"COURSE_DATA": str(empty_data), "COURSE_CACHE": str(empty_cache)}
+    execute(workbook, NOTEBOOKS, env=env)
     assert_every_check_not_attempted(workbook, [e.id for e in exercises_for_lesson(lesson.stem)])
     # Every figure the lesson displays arrives as a picture, whatever the stored outputs say.
     as_text = [(i, t) for i, cell in enumerate(workbook.cells) if cell.cell_type == "code"
                for t in figures_without_image(cell.outputs)]
     assert not as_text, f"{lesson.stem}: figures displayed as text, not pictures (cell index, text): {as_text}"
-    if lesson.name.startswith(SLOW_LESSONS):
-        assert "QUICK MODE (COURSE_QUICK=1)" in "".join(text_of(c) for c in code_cells(workbook))
+    if offline:
+        text = "".join(text_of(c) for c in code_cells(workbook)) + "".join(
+            o["data"]["text/plain"] for c in code_cells(workbook) for o in c.outputs if "text/plain" in o.get("data", {}))
+        assert "QUICK MODE (COURSE_QUICK=1)" in text
+        assert "SYNTHETIC stand-in, not CIFAR-10" in text, "the stand-in must be named in the output"
+        assert "Traceback" not in text
+        assert list(empty_data.iterdir()) == [], "nothing may be written into the data folder"
+        assert list(empty_cache.iterdir()) == [], "the stand-in must not be cached or downloaded"
