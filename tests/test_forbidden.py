@@ -29,15 +29,16 @@ W = torch.randn(4, 3, 3, 3)
 # --------------------------------------------------------------------------------------------
 
 
-def conv2d_scratch(x, weight, bias=None, stride=1, padding=0):
+def conv2d_scratch(x, weight, bias=None, stride=1, padding=0, dilation=1):
     x = torch.nn.functional.pad(x, (padding, padding, padding, padding)) if padding else x
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
-    oh, ow = (h - kh) // stride + 1, (w - kw) // stride + 1
+    sh, sw = dilation * (kh - 1) + 1, dilation * (kw - 1) + 1  # what a dilated window spans
+    oh, ow = (h - sh) // stride + 1, (w - sw) // stride + 1
     out = torch.zeros(n, o, oh, ow, dtype=x.dtype)
     for i in range(oh):
         for j in range(ow):
-            window = x[:, :, i * stride:i * stride + kh, j * stride:j * stride + kw]
+            window = x[:, :, i * stride:i * stride + sh:dilation, j * stride:j * stride + sw:dilation]
             out[:, :, i, j] = torch.einsum("nchw,ochw->no", window, weight)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
 
@@ -55,8 +56,8 @@ def batchnorm_scratch(x, weight, bias, running_mean, running_var, training, mome
     return x_hat * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1), new_mean, new_var
 
 
-def conv2d_library(x, weight, bias=None, stride=1, padding=0):
-    return F.conv2d(x, weight, bias, stride=stride, padding=padding)
+def conv2d_library(x, weight, bias=None, stride=1, padding=0, dilation=1):
+    return F.conv2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation)
 
 
 def batchnorm_library(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
@@ -92,9 +93,10 @@ def test_batchnorm_wrapping_F_batch_norm_fails_in_check():
     "answer",
     [
         # a renamed alias, the aten operator itself, the module, a learner who swallows the error
-        lambda x, w, b=None, stride=1, padding=0: torch.conv2d(x, w, b, stride, padding),
-        lambda x, w, b=None, stride=1, padding=0: torch.ops.aten.convolution(x, w, b, [stride] * 2, [padding] * 2, [1, 1], False, [0, 0], 1),
-        lambda x, w, b=None, stride=1, padding=0: getattr(F, "conv" + "2d")(x, w, b, stride, padding),
+        lambda x, w, b=None, stride=1, padding=0, dilation=1: torch.conv2d(x, w, b, stride, padding, dilation),
+        lambda x, w, b=None, stride=1, padding=0, dilation=1: torch.ops.aten.convolution(
+            x, w, b, [stride] * 2, [padding] * 2, [dilation] * 2, False, [0, 0], 1),
+        lambda x, w, b=None, stride=1, padding=0, dilation=1: getattr(F, "conv" + "2d")(x, w, b, stride, padding, dilation),
     ],
     ids=["torch.conv2d", "aten.convolution", "getattr"],
 )
@@ -104,11 +106,11 @@ def test_hidden_conv2d_calls_are_still_seen(answer):
 
 
 def test_a_learner_who_catches_the_error_still_fails():
-    def sneaky(x, w, b=None, stride=1, padding=0):
+    def sneaky(x, w, b=None, stride=1, padding=0, dilation=1):
         try:
-            return F.conv2d(x, w, b, stride, padding)
+            return F.conv2d(x, w, b, stride, padding, dilation)
         except Exception:
-            return conv2d_scratch(x, w, b, stride, padding)
+            return conv2d_scratch(x, w, b, stride, padding, dilation)
 
     report = run_checks("conv2d_forward", sneaky, seed=0)
     assert report.n_passed == 0 and report.first_failure.status == "forbidden"
@@ -210,13 +212,17 @@ def test_required_forbidden_lists_are_declared():
         "max_pool2d": {"torch.nn.functional.max_pool2d", "torch.nn.functional.avg_pool2d", "torch.nn.functional.adaptive_max_pool2d",
                        "torch.nn.functional.adaptive_avg_pool2d", "torch.nn.MaxPool2d.forward", "torch.nn.AvgPool2d.forward"},
         "avg_pool2d": {"torch.nn.functional.avg_pool2d", "torch.nn.functional.adaptive_avg_pool2d", "torch.nn.AvgPool2d.forward"},
-        "global_avg_pool": {"torch.nn.functional.adaptive_avg_pool2d", "torch.nn.functional.avg_pool2d"},
+        "padded_global_avg_pool": {"torch.nn.functional.adaptive_avg_pool2d", "torch.nn.functional.avg_pool2d", "torch.nn.AdaptiveAvgPool2d.forward"},
+        "stack_receptive_field": {"course_utils.shapes.receptive_field", "torch.nn.functional.conv1d", "torch.nn.functional.avg_pool1d"},
+        "class_activation_map": {"course_utils.widgets.class_activation_map"},
         "batchnorm2d_forward": {"torch.nn.functional.batch_norm", "torch.batch_norm", "torch.nn.BatchNorm2d.forward"},
         "dropout2d_forward": {"torch.nn.functional.dropout2d", "torch.nn.functional.dropout", "torch.nn.Dropout2d.forward"},
         "conv_out": {"course_utils.shapes.conv_out"},
         "same_padding": {"course_utils.shapes.same_padding"},
         "stack_sizes": {"course_utils.shapes.conv_out", "course_utils.shapes.pool_out"},
-        "pointwise_conv_matmul": {"torch.nn.functional.conv2d", "torch.nn.Conv2d.forward"},
+        "separable_as_full": {"torch.nn.functional.conv2d", "torch.nn.Conv2d.forward"},
+        "conv_macs": {"course_utils.shapes.conv_macs", "course_utils.shapes.cost_ledger", "course_utils.shapes.trace"},
+        "design_conv": {"course_utils.shapes.conv_out", "course_utils.shapes.conv_out_2d"},
     }
     for ex_id, names in need.items():
         missing = names - set(get_exercise(ex_id).forbidden)
@@ -229,12 +235,15 @@ def test_required_forbidden_lists_are_declared():
         ("max_pool2d", lambda: F.max_pool2d(X, 2)),
         ("max_pool2d", lambda: nn.MaxPool2d(2)(X)),
         ("avg_pool2d", lambda: F.avg_pool2d(X, 2)),
-        ("global_avg_pool", lambda: F.adaptive_avg_pool2d(X, 1)),
+        ("padded_global_avg_pool", lambda: F.adaptive_avg_pool2d(X, 1)),
+        ("stack_receptive_field", lambda: F.avg_pool1d(X[0], 2)),
         ("batchnorm2d_forward", lambda: nn.BatchNorm2d(3)(X)),
         ("batchnorm2d_forward", lambda: torch.batch_norm(X, None, None, torch.zeros(3), torch.ones(3), True, 0.1, 1e-5, False)),
         ("dropout2d_forward", lambda: F.dropout(X, 0.5)),
         ("corr2d", lambda: F.unfold(X, 3)),
-        ("pointwise_conv_matmul", lambda: nn.Conv2d(3, 4, 1)(X)),
+        ("separable_as_full", lambda: nn.Conv2d(3, 4, 1)(X)),
+        ("conv_macs", lambda: shapes.conv_macs(3, 4, 3, 6)),
+        ("design_conv", lambda: shapes.conv_out_2d((6, 6), 3)),
     ],
 )
 def test_each_declared_library_call_raises_inside_its_exercise(ex_id, call):

@@ -129,19 +129,21 @@ def test_a_cell_that_never_returns_keeps_what_was_earned_and_is_named(tmp_path):
 
 
 CONV_FROM_SCRATCH = (
-    "def conv2d_forward(x, weight, bias=None, stride=1, padding=0):\n"
+    "def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1):\n"
     "    x = F.pad(x, (padding,) * 4)\n"
     "    n, c, h, w = x.shape\n"
     "    o, _, kh, kw = weight.shape\n"
-    "    oh, ow = (h - kh) // stride + 1, (w - kw) // stride + 1\n"
+    "    sh, sw = dilation * (kh - 1) + 1, dilation * (kw - 1) + 1\n"
+    "    oh, ow = (h - sh) // stride + 1, (w - sw) // stride + 1\n"
     "    out = torch.zeros(n, o, oh, ow)\n"
     "    for i in range(oh):\n"
     "        for j in range(ow):\n"
-    "            win = x[:, :, i * stride:i * stride + kh, j * stride:j * stride + kw]\n"
+    "            win = x[:, :, i * stride:i * stride + sh:dilation, j * stride:j * stride + sw:dilation]\n"
     "            out[:, :, i, j] = torch.einsum('nchw,ochw->no', win, weight)\n"
     "    return out if bias is None else out + bias.view(1, -1, 1, 1)"
 )
-CONV_LIBRARY = "def conv2d_forward(x, weight, bias=None, stride=1, padding=0):\n    return F.conv2d(x, weight, bias, stride=stride, padding=padding)"
+CONV_LIBRARY = ("def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1):\n"
+                "    return F.conv2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation)")
 BN_LIBRARY = (
     "def batchnorm2d_forward(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):\n"
     "    rm, rv = running_mean.clone(), running_var.clone()\n"
@@ -156,8 +158,9 @@ def test_library_calls_in_from_scratch_exercises_score_zero_with_the_reason(tmp_
     write_nb(subs / "honest.ipynb", [ELSEWHERE, CONV_FROM_SCRATCH], lesson="03_conv2d_in_pytorch")
     write_nb(subs / "library.ipynb", [ELSEWHERE, CONV_LIBRARY], lesson="03_conv2d_in_pytorch")
     # Hidden from the static scan (built at run time): the worker's guard still sees F.conv2d.
-    write_nb(subs / "hidden.ipynb", [ELSEWHERE, "def conv2d_forward(x, weight, bias=None, stride=1, padding=0):\n"
-                                     "    return getattr(F, 'conv' + '2d')(x, weight, bias, stride=stride, padding=padding)"],
+    write_nb(subs / "hidden.ipynb", [ELSEWHERE, "def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1):\n"
+                                     "    return getattr(F, 'conv' + '2d')(x, weight, bias, stride=stride, padding=padding,"
+                                     " dilation=dilation)"],
              lesson="03_conv2d_in_pytorch")
     out = tmp_path / "out"
     done = run_grade(subs, "--out", out, "--jobs", 2, "--timeout", 120, "--lesson", "03_conv2d_in_pytorch")

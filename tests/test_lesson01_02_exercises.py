@@ -5,6 +5,8 @@ grader does it, so these tests do not depend on the in-notebook checker.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -39,13 +41,14 @@ def score(exercise: Exercise, answer, seed: int = 0) -> tuple[int, int, list[str
 
 
 def test_both_lessons_register_their_exercises():
-    assert [e.id for e in exercises_for_lesson(LESSON01)] == ["dense_params", "conv_layer_params", "corr2d"]
+    # Easiest first (issue 15): the order of the notebook's exercises.
+    assert [e.id for e in exercises_for_lesson(LESSON01)] == ["dense_params", "conv_macs", "corr2d"]
     assert [e.id for e in exercises_for_lesson(LESSON02)] == ["conv_out", "same_padding", "stack_sizes",
-                                                              "padding_32_to_16"]
+                                                              "design_conv"]
 
 
-@pytest.mark.parametrize("exercise_id", ["dense_params", "conv_layer_params", "corr2d", "conv_out",
-                                         "same_padding", "stack_sizes"])
+@pytest.mark.parametrize("exercise_id", ["dense_params", "conv_macs", "corr2d", "conv_out",
+                                         "same_padding", "stack_sizes", "design_conv"])
 def test_cases_are_seeded_sized_and_include_edge_cases(exercise_id):
     ex = get_exercise(exercise_id)
     a = ex.draw_cases(np.random.default_rng(7), 12)
@@ -83,14 +86,79 @@ def test_dense_params_numbers_of_the_lesson():
     assert ref(224, 224, 3, 1000) == 150_529_000
 
 
+def _macs_by_loops(cin: int, cout: int, kernel, h: int, w: int, padding: int = 0) -> int:
+    # Counted, not computed: walk every output value of every map and add the taps it multiplies,
+    # one padded-image position at a time, independently of the reference's forward hook.
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    total = 0
+    for _ in range(cout):
+        for top in range(h + 2 * padding):
+            for left in range(w + 2 * padding):
+                if top + kh <= h + 2 * padding and left + kw <= w + 2 * padding:
+                    total += cin * kh * kw
+    return total
+
+
 @pytest.mark.parametrize("seed", SEEDS)
-def test_conv_layer_params_matches_nn_conv2d(seed):
-    ex = get_exercise("conv_layer_params")
-    for case in list(ex.public_cases) + ex.draw_cases(np.random.default_rng(seed)):
-        cin, cout, k = case.args
-        real = _meta_param_count(lambda: nn.Conv2d(cin, cout, k, bias=case.kwargs["bias"], device="meta"))
-        assert ex.expected(case) == real
-    assert ex.reference(3, 64, 3) == 1792
+def test_conv_macs_reference_counts_what_the_layer_computes(seed):
+    ex = get_exercise("conv_macs")
+    cases = list(ex.public_cases) + ex.draw_cases(np.random.default_rng(seed))
+    assert any(c.args[3] != c.args[4] for c in cases), "no non-square image"
+    assert any(not isinstance(c.args[2], int) and c.args[2][0] != c.args[2][1] for c in cases), "no non-square kernel"
+    assert any(c.kwargs.get("padding", 0) > 0 for c in cases)
+    for case in cases:
+        cin, cout, k, h, w = case.args
+        if cout * h * w > 40_000:
+            continue  # the loop count is slow for the lesson's 224×224 layer; checked below
+        assert ex.expected(case) == _macs_by_loops(cin, cout, k, h, w, case.kwargs.get("padding", 0)), case
+    # The lesson's ledger (cost_ledger's conv row) and the 3×3 example of section 2 (4 outputs × 4 taps).
+    assert ex.reference(3, 64, 3, 224, 224, padding=1) == 86_704_128
+    assert ex.reference(1, 1, 2, 3, 3) == 16
+
+
+def conv_macs_right(cin, cout, kernel_size, height, width, padding=0):
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    return cout * (height + 2 * padding - kh + 1) * (width + 2 * padding - kw + 1) * cin * kh * kw
+
+
+def conv_macs_by_a_real_layer(cin, cout, kernel_size, height, width, padding=0):
+    # Allowed: measuring the output shape on a real layer is a method, not the course's counter.
+    out = nn.Conv2d(cin, cout, kernel_size, padding=padding, device="meta")(torch.empty(1, cin, height, width, device="meta"))
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    return out.numel() * cin * kh * kw
+
+
+@pytest.mark.parametrize("right", [conv_macs_right, conv_macs_by_a_real_layer])
+def test_conv_macs_right_answers_pass(right):
+    for seed in SEEDS[:2]:
+        passed, total, reasons = score(get_exercise("conv_macs"), right, seed)
+        assert passed == total, reasons
+
+
+CONV_MACS_WRONG = [
+    # the parameter count, not the arithmetic
+    lambda cin, cout, k, h, w, padding=0: cout * cin * (k if isinstance(k, int) else k[0] * k[1]) ** (2 if isinstance(k, int) else 1),
+    # output as large as the input (forgets that a valid window does not fit everywhere)
+    lambda cin, cout, k, h, w, padding=0: conv_macs_right(cin, cout, k, h, w, padding) * 0 + cout * h * w * cin * (
+        k * k if isinstance(k, int) else k[0] * k[1]),
+    # padding on one side only
+    lambda cin, cout, k, h, w, padding=0: conv_macs_right(cin, cout, k, h - padding, w - padding, padding),
+    # swaps the kernel's rows and columns
+    lambda cin, cout, k, h, w, padding=0: conv_macs_right(cin, cout, k if isinstance(k, int) else (k[1], k[0]), h, w, padding),
+    # forgets the input channels
+    lambda cin, cout, k, h, w, padding=0: conv_macs_right(1, cout, k, h, w, padding),
+    # counts the bias as one more multiply-add per output value
+    lambda cin, cout, k, h, w, padding=0: conv_macs_right(cin, cout, k, h, w, padding) + cout * (
+        h + 2 * padding - (k if isinstance(k, int) else k[0]) + 1) * (w + 2 * padding - (k if isinstance(k, int) else k[1]) + 1),
+    # a float
+    lambda cin, cout, k, h, w, padding=0: float(conv_macs_right(cin, cout, k, h, w, padding)),
+]
+
+
+@pytest.mark.parametrize("wrong", CONV_MACS_WRONG)
+def test_conv_macs_wrong_answers_fail(wrong):
+    passed, total, reasons = score(get_exercise("conv_macs"), wrong)
+    assert passed < total and reasons
 
 
 def _corr2d_loops(x: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -165,9 +233,6 @@ def test_corr2d_wrong_answers_fail(wrong):
         ("dense_params", lambda h, w, c, units, bias=True: h * w * c * units),  # forgets the bias
         ("dense_params", lambda h, w, c, units, bias=True: h * w * units + (units if bias else 0)),  # no channels
         ("dense_params", lambda h, w, c, units, bias=True: float(h * w * c * units + (units if bias else 0))),
-        ("conv_layer_params", lambda cin, cout, k, bias=True: cout * k * k + (cout if bias else 0)),  # no cin
-        ("conv_layer_params", lambda cin, cout, k, bias=True: cin * cout * k * k + (cin if bias else 0)),
-        ("conv_layer_params", lambda cin, cout, k, bias=True: cin * cout * k * k + cout),  # bias always
     ],
 )
 def test_parameter_count_wrong_answers_fail(exercise_id, wrong):
@@ -178,7 +243,6 @@ def test_parameter_count_wrong_answers_fail(exercise_id, wrong):
 
 @pytest.mark.parametrize("exercise_id, right", [
     ("dense_params", lambda h, w, c, units, bias=True: (h * w * c + int(bias)) * units),
-    ("conv_layer_params", lambda cin, cout, k, bias=True: cout * (cin * k * k + int(bias))),
 ])
 def test_parameter_count_right_answers_pass(exercise_id, right):
     passed, total, reasons = score(get_exercise(exercise_id), right)
@@ -321,14 +385,148 @@ def test_stack_sizes_answers():
     assert ex.reference(224, ex.public_cases[2].args[1]) == [224, 112, 55]
 
 
-def test_padding_32_to_16_value():
-    ex = get_exercise("padding_32_to_16")
-    assert ex.kind == "value"
-    assert score(ex, 2)[0:2] == (1, 1)
-    conv = nn.Conv2d(1, 1, 5, stride=2, padding=2)
-    assert conv(torch.zeros(1, 1, 32, 32)).shape[-2:] == (16, 16)
-    for wrong in (1, 3, 2.0, "2", [2]):
-        assert score(ex, wrong)[0] == 0, wrong
+def _all_designs(n: int, out: int, k: int) -> list[tuple[int, int]]:
+    """Every (stride, padding) with padding <= k // 2 that a real nn.Conv1d maps n to out with."""
+    found = []
+    for stride in range(1, n + k + 2):
+        for padding in range(k // 2 + 1):
+            if n + 2 * padding < k:
+                continue
+            layer = nn.Conv1d(1, 1, k, stride=stride, padding=padding, device="meta")
+            if layer(torch.empty(1, 1, n, device="meta")).shape[-1] == out:
+                found.append((stride, padding))
+    return found
+
+
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_design_conv_reference_is_the_smallest_design_a_real_layer_confirms(seed):
+    ex = get_exercise("design_conv")
+    cases = list(ex.public_cases) + ex.draw_cases(np.random.default_rng(seed), 40)
+    assert sum(c.args[0][0] != c.args[0][1] for c in cases) >= 30, "inputs should be non-square"
+    impossible = 0
+    for case in cases:
+        in_hw, out_hw, kernel = case.args
+        kernel = (kernel, kernel) if isinstance(kernel, int) else kernel
+        designs = [_all_designs(n, o, k) for n, o, k in zip(in_hw, out_hw, kernel)]
+        expected = ex.expected(case)
+        if not all(designs):
+            impossible += 1
+            assert expected == {"raised": "ValueError"}, case
+            continue
+        stride, padding = expected["returned"]
+        # Smallest stride first, then the smallest padding with it: min of (stride, padding) pairs.
+        assert [tuple(p) for p in zip(stride, padding)] == [min(d) for d in designs], case
+        layer = nn.Conv2d(2, 2, kernel, stride=tuple(stride), padding=tuple(padding))
+        assert tuple(layer(torch.zeros(1, 2, *in_hw)).shape[-2:]) == tuple(out_hw), case
+    assert impossible >= 2
+    assert ex.reference((32, 32), (16, 16), 5) == ((2, 2), (2, 2))
+    with pytest.raises(ValueError, match="height"):
+        ex.reference((8, 8), (10, 8), 3)
+
+
+def design_conv_right(in_hw, out_hw, kernel_size):
+    kernel = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    strides, paddings = [], []
+    for n, out, k in zip(in_hw, out_hw, kernel):
+        pairs = [(s, p) for s in range(1, n + k + 1) for p in range(k // 2 + 1)
+                 if n + 2 * p >= k and (n + 2 * p - k) // s + 1 == out]
+        if not pairs:
+            raise ValueError("no design for this axis")
+        strides.append(pairs[0][0])
+        paddings.append(pairs[0][1])
+    return tuple(strides), tuple(paddings)
+
+
+def design_conv_padding_unlimited(in_hw, out_hw, kernel_size):
+    # Forgets the limit of half a kernel on the padding: "designs" layers for impossible shapes.
+    kernel = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    strides, paddings = [], []
+    for n, out, k in zip(in_hw, out_hw, kernel):
+        pairs = [(s, p) for s in range(1, n + k + 1) for p in range(n + k)
+                 if n + 2 * p >= k and (n + 2 * p - k) // s + 1 == out]
+        if not pairs:
+            raise ValueError("no design")
+        strides.append(pairs[0][0])
+        paddings.append(pairs[0][1])
+    return tuple(strides), tuple(paddings)
+
+
+DESIGN_WRONG = [
+    design_conv_padding_unlimited,
+    # the ratio of sizes and "same" padding: right only for some cases
+    lambda in_hw, out_hw, k: (tuple(n // o for n, o in zip(in_hw, out_hw)),
+                              tuple(kk // 2 for kk in ((k, k) if isinstance(k, int) else k))),
+    # width and height swapped in the answer
+    lambda in_hw, out_hw, k: tuple(pair[::-1] for pair in design_conv_right(in_hw, out_hw, k)),
+    # answers (padding, stride) instead of (stride, padding)
+    lambda in_hw, out_hw, k: design_conv_right(in_hw, out_hw, k)[::-1],
+    # never raises: returns None for an impossible shape
+    lambda in_hw, out_hw, k: _or_none(design_conv_right, in_hw, out_hw, k),
+    # raises the wrong exception type for an impossible shape
+    lambda in_hw, out_hw, k: _or_raise(design_conv_right, RuntimeError, in_hw, out_hw, k),
+]
+
+
+def _or_none(fn, *args):
+    try:
+        return fn(*args)
+    except ValueError:
+        return None
+
+
+def _or_raise(fn, exc_type, *args):
+    try:
+        return fn(*args)
+    except ValueError as exc:
+        raise exc_type(str(exc)) from None
+
+
+def test_design_conv_right_answers_pass():
+    ex = get_exercise("design_conv")
+    for seed in SEEDS[:3]:
+        passed, total, reasons = score(ex, design_conv_right, seed)
+        assert passed == total, reasons
+    # lists instead of tuples are the same plain data
+    passed, total, reasons = score(ex, lambda *a: [list(p) for p in design_conv_right(*a)])
+    assert passed == total, reasons
+
+
+@pytest.mark.parametrize("wrong", DESIGN_WRONG)
+def test_design_conv_wrong_answers_fail(wrong):
+    passed, total, _ = score(get_exercise("design_conv"), wrong)
+    assert passed < total
+
+
+@pytest.mark.parametrize("exercise_id, wrong", [
+    ("conv_macs", CONV_MACS_WRONG[1]),
+    ("conv_macs", CONV_MACS_WRONG[3]),
+    ("design_conv", DESIGN_WRONG[0]),
+    ("design_conv", DESIGN_WRONG[2]),
+    ("design_conv", DESIGN_WRONG[4]),
+])
+def test_design_tasks_fail_with_input_and_returned_but_never_the_expected_value(exercise_id, wrong):
+    core = pytest.importorskip("course_utils.exercises.check")
+    ex = get_exercise(exercise_id)
+    report = core.run_checks(exercise_id, wrong, seed=3)
+    text = report.text()
+    assert report.status == "failed", text
+    failure = report.first_failure
+    assert failure.status == "fail" and f"input:    {exercise_id}(" in text and "returned:" in text, text
+    assert failure.expected == "" and "expected:" not in text, text
+    # The expected value of the failing case appears nowhere in the report (nor in any hint).
+    expected = ex.expected([c for c in list(ex.public_cases) + ex.draw_cases(np.random.default_rng(3))
+                            if c.label == failure.label][0])
+    if isinstance(expected, int):
+        assert str(expected) not in text, text
+    elif "returned" in expected:
+        shown = describe_pairs(expected["returned"])
+        assert shown not in text, text
+    for hint in ex.hints:  # no count and no case's answer in a hint: no number of two digits or more
+        assert not re.search(r"\d{2,}", hint), hint
+
+
+def describe_pairs(pairs) -> str:
+    return str([list(p) for p in pairs])
 
 
 def test_unanswered_and_stub_answers_are_not_attempted():
@@ -337,12 +535,13 @@ def test_unanswered_and_stub_answers_are_not_attempted():
     def stub(*args, **kwargs):
         raise NotImplementedError("Replace this line with your solution")
 
-    for exercise_id in ("dense_params", "conv_layer_params", "corr2d", "conv_out", "same_padding", "stack_sizes"):
+    for exercise_id in ("dense_params", "conv_macs", "corr2d", "conv_out", "same_padding", "stack_sizes",
+                        "design_conv"):
         assert core.run_checks(exercise_id, stub, seed=0).status == "not-attempted"
         # The course's own reference is forbidden inside its exercise (issue 12): it cannot answer.
         refused = core.run_checks(exercise_id, get_exercise(exercise_id).reference, seed=0)
         assert refused.status == "failed" and refused.first_failure.status == "forbidden"
-    assert core.run_checks("padding_32_to_16", None).status == "not-attempted"
-    assert core.run_checks("padding_32_to_16", 2).status == "passed"
+    assert core.run_checks("design_conv", None).status == "not-attempted"
+    assert core.run_checks("design_conv", design_conv_right, seed=0).status == "passed"
     report = core.run_checks("corr2d", corr2d_flipped, seed=0)
     assert report.status == "failed" and report.first_failure is not None

@@ -65,9 +65,9 @@ def _assert_fails(exercise_id: str, answer, seed: int = 0) -> list[str]:
 
 
 LESSONS = {
-    "03_conv2d_in_pytorch": {"conv2d_forward", "conv2d_param_count", "pointwise_conv_matmul"},
-    "04_pooling_and_activation": {"max_pool2d", "avg_pool2d", "stack_shapes"},
-    "05_global_average_pooling": {"global_avg_pool", "head_param_counts", "gap_head"},
+    "03_conv2d_in_pytorch": {"conv2d_forward", "conv2d_param_count", "separable_as_full"},
+    "04_pooling_and_activation": {"max_pool2d", "avg_pool2d", "stack_shapes", "stack_receptive_field"},
+    "05_global_average_pooling": {"head_param_counts", "class_activation_map", "padded_global_avg_pool"},
 }
 
 
@@ -110,17 +110,18 @@ def test_small_n_still_returns_n_cases(exercise_id):
 # --------------------------------------------------------------------------------------------
 
 
-def conv2d_loops(x, weight, bias=None, stride=1, padding=0):
+def conv2d_loops(x, weight, bias=None, stride=1, padding=0, dilation=1):
     """An independent, loop-based convolution (the textbook formula), written for the tests."""
     x = F.pad(x, (padding, padding, padding, padding))
     n, c, h, w = x.shape
     out_c, _, kh, kw = weight.shape
-    oh, ow = (h - kh) // stride + 1, (w - kw) // stride + 1
+    span_h, span_w = dilation * (kh - 1) + 1, dilation * (kw - 1) + 1   # what a dilated window covers
+    oh, ow = (h - span_h) // stride + 1, (w - span_w) // stride + 1
     out = torch.zeros(n, out_c, oh, ow, dtype=torch.float64)
     x64, w64 = x.double(), weight.double()
     for i in range(oh):
         for j in range(ow):
-            window = x64[:, :, i * stride : i * stride + kh, j * stride : j * stride + kw]
+            window = x64[:, :, i * stride : i * stride + span_h : dilation, j * stride : j * stride + span_w : dilation]
             out[:, :, i, j] = torch.einsum("ncuv,ocuv->no", window, w64)
     if bias is not None:
         out += bias.double().view(1, -1, 1, 1)
@@ -142,35 +143,54 @@ def test_conv2d_forward_independent_answer_gets_full_marks(seed):
     _assert_full_marks("conv2d_forward", conv2d_loops, seed)
 
 
+def test_conv2d_forward_cases_cover_dilation():
+    exercise = get_exercise("conv2d_forward")
+    cases = list(exercise.public_cases) + _cases(exercise, 0)
+    assert sum(c.kwargs.get("dilation", 1) > 1 for c in cases) >= 4
+    assert any(c.kwargs.get("dilation", 1) > 1 and c.kwargs["stride"] > 1 and c.kwargs["padding"] > 0 for c in cases)
+
+
 def test_conv2d_forward_wrong_answers_fail():
-    def ignores_padding(x, weight, bias=None, stride=1, padding=0):
-        return conv2d_loops(x, weight, bias, stride, 0)
+    def ignores_padding(x, weight, bias=None, stride=1, padding=0, dilation=1):
+        return conv2d_loops(x, weight, bias, stride, 0, dilation)
 
-    def ignores_stride(x, weight, bias=None, stride=1, padding=0):
-        return conv2d_loops(x, weight, bias, 1, padding)
+    def ignores_stride(x, weight, bias=None, stride=1, padding=0, dilation=1):
+        return conv2d_loops(x, weight, bias, 1, padding, dilation)
 
-    def true_convolution(x, weight, bias=None, stride=1, padding=0):
+    def ignores_dilation(x, weight, bias=None, stride=1, padding=0, dilation=1):
+        return conv2d_loops(x, weight, bias, stride, padding)
+
+    def no_dilation_argument(x, weight, bias=None, stride=1, padding=0):
+        # last lesson's signature: every dilated case raises TypeError
+        return conv2d_loops(x, weight, bias, stride, padding)
+
+    def dilates_the_stride(x, weight, bias=None, stride=1, padding=0, dilation=1):
+        # spreads the windows instead of the taps
+        return conv2d_loops(x, weight, bias, stride * dilation, padding)
+
+    def true_convolution(x, weight, bias=None, stride=1, padding=0, dilation=1):
         # flips the kernel: a real convolution, not PyTorch's cross-correlation
-        return conv2d_loops(x, weight.flip(-1, -2), bias, stride, padding)
+        return conv2d_loops(x, weight.flip(-1, -2), bias, stride, padding, dilation)
 
-    def crashes_without_bias(x, weight, bias=None, stride=1, padding=0):
-        return conv2d_loops(x, weight, None, stride, padding) + bias.view(1, -1, 1, 1)
+    def crashes_without_bias(x, weight, bias=None, stride=1, padding=0, dilation=1):
+        return conv2d_loops(x, weight, None, stride, padding, dilation) + bias.view(1, -1, 1, 1)
 
-    def rounds_up(x, weight, bias=None, stride=1, padding=0):
+    def rounds_up(x, weight, bias=None, stride=1, padding=0, dilation=1):
         # ceil instead of floor for the number of windows: pads the input at the end
         extra = stride - 1
-        return conv2d_loops(F.pad(x, (0, extra, 0, extra)), weight, bias, stride, padding)
+        return conv2d_loops(F.pad(x, (0, extra, 0, extra)), weight, bias, stride, padding, dilation)
 
-    for wrong in (ignores_padding, ignores_stride, true_convolution, crashes_without_bias, rounds_up):
+    for wrong in (ignores_padding, ignores_stride, ignores_dilation, no_dilation_argument, dilates_the_stride,
+                  true_convolution, crashes_without_bias, rounds_up):
         _assert_fails("conv2d_forward", wrong)
     reasons = _assert_fails("conv2d_forward", crashes_without_bias)
     assert any("bias is None" in r for r in reasons)
 
 
 def test_conv2d_forward_answer_that_pads_in_place_does_not_corrupt_the_reference():
-    def scales_input_in_place(x, weight, bias=None, stride=1, padding=0):
+    def scales_input_in_place(x, weight, bias=None, stride=1, padding=0, dilation=1):
         x.mul_(2)
-        return F.conv2d(x / 2, weight, bias, stride=stride, padding=padding)
+        return F.conv2d(x / 2, weight, bias, stride=stride, padding=padding, dilation=dilation)
 
     _assert_full_marks("conv2d_forward", scales_input_in_place)
     exercise = get_exercise("conv2d_forward")
@@ -213,47 +233,71 @@ def test_conv2d_param_count_wrong_answers_fail():
         _assert_fails("conv2d_param_count", wrong)
 
 
-def _pointwise_by_conv(x, weight, bias=None):
-    layer = nn.Conv2d(weight.shape[1], weight.shape[0], 1, bias=bias is not None)
-    with torch.no_grad():
-        layer.weight.copy_(weight[:, :, None, None])
-        if bias is not None:
-            layer.bias.copy_(bias)
-        return layer(x)
+def _separable_pair(depthwise_weight, pointwise_weight, x):
+    """The pair itself, as real layers: depthwise (groups=C_in), then pointwise."""
+    c_in = depthwise_weight.shape[0]
+    return F.conv2d(F.conv2d(x, depthwise_weight, groups=c_in, padding=1), pointwise_weight)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_pointwise_conv_matmul_reference_matches_a_1x1_layer(seed):
-    exercise = get_exercise("pointwise_conv_matmul")
-    for case in _cases(exercise, seed):
-        torch.testing.assert_close(exercise.reference(*case.args), _pointwise_by_conv(*case.args))
+def test_separable_as_full_reference_computes_what_the_pair_computes(seed):
+    exercise = get_exercise("separable_as_full")
+    cases = _cases(exercise, seed)
+    assert any(c.args[0].shape[2] != c.args[0].shape[3] for c in cases), "no non-square kernel"
+    for case in cases:
+        dw, pw = case.args
+        full = exercise.reference(dw, pw)
+        assert full.shape == (pw.shape[0], dw.shape[0], dw.shape[2], dw.shape[3])
+        x = torch.randn(2, dw.shape[0], 9, 11, dtype=torch.float64)
+        torch.testing.assert_close(F.conv2d(x, full.double(), padding=1),
+                                   _separable_pair(dw.double(), pw.double(), x), rtol=1e-5, atol=1e-5)
 
-    def by_einsum(x, weight, bias=None):
-        out = torch.einsum("nchw,oc->nohw", x, weight)
-        return out if bias is None else out + bias.view(1, -1, 1, 1)
+    def by_loops(depthwise_weight, pointwise_weight):
+        c_out, c_in = pointwise_weight.shape[:2]
+        out = torch.zeros(c_out, c_in, *depthwise_weight.shape[2:])
+        for o in range(c_out):
+            for c in range(c_in):
+                out[o, c] = pointwise_weight[o, c, 0, 0] * depthwise_weight[c, 0]
+        return out
 
-    _assert_full_marks("pointwise_conv_matmul", by_einsum, seed)
+    _assert_full_marks("separable_as_full", by_loops, seed)
+    _assert_full_marks("separable_as_full", lambda dw, pw: torch.einsum("oc,cuv->ocuv", pw[:, :, 0, 0], dw[:, 0]), seed)
 
 
-def test_pointwise_conv_matmul_wrong_answers_fail():
-    def transposed_weight(x, weight, bias=None):
-        # (weight works only when C_out == C_in, and then gives the wrong mixing)
-        out = x.permute(0, 2, 3, 1) @ weight
-        return (out if bias is None else out + bias).permute(0, 3, 1, 2)
+SEPARABLE_WRONG = {
+    # mixes with the transposed pointwise matrix (right shape only when C_in == C_out)
+    "transposed_mix": lambda dw, pw: pw[:, :, 0, 0].T[:, :, None, None] * dw[:, 0][None],
+    # sums over the input channels: one kernel per output, broadcast back (the pair's output, not its weight)
+    "summed": lambda dw, pw: (pw * dw[:, 0][None]).sum(1, keepdim=True).expand(-1, dw.shape[0], -1, -1),
+    # forgets the pointwise weights: every output channel gets the depthwise kernels
+    "no_mix": lambda dw, pw: dw[:, 0][None].expand(pw.shape[0], -1, -1, -1),
+    # flips the kernels, as if composing meant convolving
+    "flipped": lambda dw, pw: (pw * dw[:, 0][None]).flip(-1, -2),
+    # keeps the pointwise layout: (C_out, C_in, 1, 1) times a sum over the kernel
+    "wrong_shape": lambda dw, pw: pw * dw.sum(dim=(2, 3))[None, :, 0, None, None],
+}
 
-    def wrong_axis_order(x, weight, bias=None):
-        out = x.permute(0, 2, 3, 1) @ weight.T
-        out = out if bias is None else out + bias
-        return out.reshape(x.shape[0], weight.shape[0], x.shape[2], x.shape[3])  # reshape, not permute
 
-    def bias_on_wrong_axis(x, weight, bias=None):
-        out = torch.einsum("nchw,oc->nohw", x, weight)
-        return out if bias is None else out + bias.view(1, 1, 1, -1)[..., : out.shape[-1]]
+@pytest.mark.parametrize("name", sorted(SEPARABLE_WRONG))
+def test_separable_as_full_wrong_answers_fail(name):
+    _assert_fails("separable_as_full", SEPARABLE_WRONG[name])
 
-    reasons = _assert_fails("pointwise_conv_matmul", transposed_weight)
-    assert reasons
-    _assert_fails("pointwise_conv_matmul", wrong_axis_order)
-    _assert_fails("pointwise_conv_matmul", bias_on_wrong_axis)
+
+def test_separable_as_full_by_running_the_layers_is_forbidden():
+    check_module = pytest.importorskip("course_utils.exercises.check")
+
+    def impulse_response(depthwise_weight, pointwise_weight):
+        # right values, but measured by running the pair on one-hot images with F.conv2d
+        c_in, _, kh, kw = depthwise_weight.shape
+        x = torch.zeros(c_in, c_in, 2 * kh - 1, 2 * kw - 1)
+        x[range(c_in), range(c_in), kh - 1, kw - 1] = 1
+        y = F.conv2d(F.conv2d(x, depthwise_weight, groups=c_in), pointwise_weight)
+        return y.transpose(0, 1).flip(-1, -2)
+
+    _assert_full_marks("separable_as_full", impulse_response)  # right values outside the guard
+    report = check_module.run_checks("separable_as_full", impulse_response, seed=0)
+    assert report.status == "failed" and report.first_failure.status == "forbidden", report.text()
+    assert "F.conv2d" in report.text()
 
 
 # --------------------------------------------------------------------------------------------
@@ -386,26 +430,6 @@ def test_stack_shapes_reference_rejects_unknown_layers():
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_global_avg_pool(seed):
-    exercise = get_exercise("global_avg_pool")
-    for case in _cases(exercise, seed):
-        (x,) = case.args
-        torch.testing.assert_close(exercise.reference(x), nn.AdaptiveAvgPool2d(1)(x).flatten(1))
-    _assert_full_marks("global_avg_pool", lambda x: x.mean(dim=(2, 3)), seed)
-
-    wrong = {
-        "keeps 1×1": lambda x: x.mean(dim=(2, 3), keepdim=True),
-        "mean over everything but N": lambda x: x.mean(dim=(1, 2, 3)),
-        "mean over H only, then the first column": lambda x: x.mean(dim=2)[..., 0],
-        "max instead of mean": lambda x: x.amax(dim=(2, 3)),
-        "sum instead of mean": lambda x: x.sum(dim=(2, 3)),
-    }
-    for name, answer in wrong.items():
-        passed, total, _ = _score("global_avg_pool", answer, seed)
-        assert passed < total, name
-
-
 def test_head_param_counts():
     exercise = get_exercise("head_param_counts")
     assert exercise.reference(64, 8, 8, 10) == (40_970, 650)  # the numbers the lesson quotes
@@ -423,81 +447,6 @@ def test_head_param_counts():
         _assert_fails("head_param_counts", wrong)
 
 
-class _SequentialHead(nn.Sequential):
-    def __init__(self, in_channels, num_classes):
-        super().__init__(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(in_channels, num_classes))
-
-
-class _ConvHead(nn.Module):
-    """GAP then a 1×1 convolution: the same function, parameters in the same order."""
-
-    def __init__(self, in_channels, num_classes):
-        super().__init__()
-        self.classify = nn.Conv2d(in_channels, num_classes, 1)
-
-    def forward(self, x):
-        return self.classify(x.mean(dim=(2, 3), keepdim=True)).flatten(1)
-
-
-def test_gap_head_reference_and_equivalent_heads_pass():
-    exercise = get_exercise("gap_head")
-    for case in _cases(exercise, 0):
-        got = exercise.produce(exercise.reference, case)
-        in_channels, num_classes, batch, _, _ = case.args
-        assert got["parameters"] == in_channels * num_classes + num_classes
-        assert got["output_shapes"] == [[batch, num_classes], [batch, num_classes]]
-    _assert_full_marks("gap_head", _SequentialHead)
-    _assert_full_marks("gap_head", _ConvHead)
-
-
-def test_gap_head_run_reports_plain_data_only():
-    exercise = get_exercise("gap_head")
-    out = exercise.produce(exercise.reference, exercise.public_cases[0])
-    assert set(out) == {"parameters", "output_shapes", "outputs"}
-    assert all(isinstance(a, np.ndarray) for a in out["outputs"])
-
-
-def test_gap_head_wrong_answers_fail():
-    class NoBias(nn.Module):
-        def __init__(self, in_channels, num_classes):
-            super().__init__()
-            self.fc = nn.Linear(in_channels, num_classes, bias=False)
-
-        def forward(self, x):
-            return self.fc(x.mean(dim=(2, 3)))
-
-    class MaxPooled(_SequentialHead):
-        def __init__(self, in_channels, num_classes):
-            super().__init__(in_channels, num_classes)
-            self[0] = nn.AdaptiveMaxPool2d(1)
-
-    class FixedSizeFlatten(nn.Module):
-        # flatten + linear sized for an 8×8 map: breaks on any other input size
-        def __init__(self, in_channels, num_classes):
-            super().__init__()
-            self.fc = nn.Linear(in_channels * 64, num_classes)
-
-        def forward(self, x):
-            return self.fc(x.flatten(1))
-
-    class ExtraHidden(nn.Module):
-        def __init__(self, in_channels, num_classes):
-            super().__init__()
-            self.body = nn.Sequential(nn.Linear(in_channels, 32), nn.ReLU(), nn.Linear(32, num_classes))
-
-        def forward(self, x):
-            return self.body(x.mean(dim=(2, 3)))
-
-    class KeepsSpatialAxes(_SequentialHead):
-        def forward(self, x):
-            return self[2](self[0](x).permute(0, 2, 3, 1))
-
-    for wrong in (NoBias, MaxPooled, FixedSizeFlatten, ExtraHidden, KeepsSpatialAxes):
-        _assert_fails("gap_head", wrong)
-    reasons = _assert_fails("gap_head", lambda c, k: "not a module")
-    assert any("nn.Module" in r for r in reasons)
-
-
 # --------------------------------------------------------------------------------------------
 # Through the in-notebook checker, when it is available
 # --------------------------------------------------------------------------------------------
@@ -506,13 +455,14 @@ def test_gap_head_wrong_answers_fail():
 def test_check_reports_stub_and_wrong_answer():
     check_module = pytest.importorskip("course_utils.exercises.check")
 
-    def stub(x, weight, bias=None, stride=1, padding=0):
+    def stub(x, weight, bias=None, stride=1, padding=0, dilation=1):
         raise NotImplementedError("Replace this line with your solution")
 
     assert check_module.run_checks("conv2d_forward", stub, seed=0).status == "not-attempted"
     report = check_module.run_checks("max_pool2d", lambda x, k, stride=None: F.avg_pool2d(x, k, stride), seed=0)
     assert report.status == "failed" and report.first_failure is not None
-    assert check_module.run_checks("gap_head", _SequentialHead, seed=0).status == "passed"
+    padded_gap = lambda x, sizes: torch.stack([x[i, :, :h, :w].mean(dim=(1, 2)) for i, (h, w) in enumerate(sizes)])  # noqa: E731
+    assert check_module.run_checks("padded_global_avg_pool", padded_gap, seed=0).status == "passed"
 
 
 # --------------------------------------------------------------------------------------------
@@ -527,59 +477,26 @@ ATTEMPTS = {
     "03_conv2d_in_pytorch": (
         "conv2d_param_count",
         "conv2d_forward",
-        # slides the window itself but forgets the padding
+        # slides the window itself, dilation included, but forgets the padding
         "import torch\n"
-        "def conv2d_forward(x, weight, bias=None, stride=1, padding=0):\n"
+        "def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1):\n"
         "    n, _, h, w = x.shape\n"
         "    oc, _, kh, kw = weight.shape\n"
-        "    oh, ow = (h - kh) // stride + 1, (w - kw) // stride + 1\n"
+        "    oh, ow = (h - dilation * (kh - 1) - 1) // stride + 1, (w - dilation * (kw - 1) - 1) // stride + 1\n"
         "    out = x.new_zeros(n, oc, oh, ow)\n"
         "    for i in range(kh):\n"
         "        for j in range(kw):\n"
-        "            seen = x[:, :, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride]\n"
+        "            t, l = i * dilation, j * dilation\n"
+        "            seen = x[:, :, t:t + stride * (oh - 1) + 1:stride, l:l + stride * (ow - 1) + 1:stride]\n"
         "            out += torch.einsum('nchw,oc->nohw', seen, weight[:, :, i, j])\n"
         "    return out if bias is None else out + bias.view(1, -1, 1, 1)\n",
         # right answers, but the library slides the window
         "import torch.nn.functional as F\n"
-        "def conv2d_forward(x, weight, bias=None, stride=1, padding=0):\n"
-        "    return F.conv2d(x, weight, bias, stride=stride, padding=padding)\n",
-    ),
-    "04_pooling_and_activation": (
-        "stack_shapes",
-        "max_pool2d",
-        # from scratch, but stride defaults to 1 instead of kernel_size
-        "import torch\n"
-        "def max_pool2d(x, kernel_size, stride=None):\n"
-        "    s, k = (1 if stride is None else stride), kernel_size\n"
-        "    oh, ow = (x.shape[2] - k) // s + 1, (x.shape[3] - k) // s + 1\n"
-        "    out = torch.full((x.shape[0], x.shape[1], oh, ow), float('-inf'), dtype=x.dtype)\n"
-        "    for i in range(k):\n"
-        "        for j in range(k):\n"
-        "            out = torch.maximum(out, x[:, :, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s])\n"
-        "    return out\n",
-        "import torch.nn.functional as F\n"
-        "def max_pool2d(x, kernel_size, stride=None):\n"
-        "    return F.max_pool2d(x, kernel_size, kernel_size if stride is None else stride)\n",
-    ),
-    "05_global_average_pooling": (
-        "global_avg_pool",
-        "gap_head",
-        # no bias in the linear layer
-        "import torch.nn as nn\n"
-        "class GAPHead(nn.Module):\n"
-        "    def __init__(self, in_channels, num_classes):\n"
-        "        super().__init__()\n"
-        "        self.fc = nn.Linear(in_channels, num_classes, bias=False)\n"
-        "    def forward(self, x):\n"
-        "        return self.fc(x.mean(dim=(2, 3)))\n",
-        None,
+        "def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1):\n"
+        "    return F.conv2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation)\n",
     ),
 }
-# lesson 05's forbidden attempt is on global_avg_pool (its from-scratch exercise)
-FORBIDDEN_05 = ("global_avg_pool",
-                "import torch.nn.functional as F\n"
-                "def global_avg_pool(x):\n"
-                "    return F.adaptive_avg_pool2d(x, 1).flatten(1)\n")
+# lessons 04 and 05: tests/test_exercises_04_05_graded.py (one batch per lesson)
 
 
 def _solution_cell(nb, exercise_id):
@@ -596,8 +513,6 @@ def test_released_lesson_attempted_and_graded(tmp_path, stem):
     one calling a forbidden function in another copy) and graded by ``course grade``."""
     right_id, wrong_id, wrong_code, forbidden_code = ATTEMPTS[stem]
     forbidden_id = wrong_id
-    if forbidden_code is None:
-        forbidden_id, forbidden_code = FORBIDDEN_05
     released = tmp_path / "released"
     subs = tmp_path / "subs"
     subs.mkdir()
@@ -638,7 +553,7 @@ def test_released_lesson_attempted_and_graded(tmp_path, stem):
             assert scores[exercise.id]["status"] == "not-attempted", scores[exercise.id]
     # the wrong answers earn what they deserve: padding is used by some graded cases only, a missing
     # bias fails every case (the parameter count is off), the stride default matters in one edge case
-    expected_wrong = {"03_conv2d_in_pytorch": (0, 3), "04_pooling_and_activation": (0, 2)}
+    expected_wrong = {"03_conv2d_in_pytorch": (0, 3)}
     if stem in expected_wrong:
         low, high = expected_wrong[stem]
         assert low < scores[wrong_id]["score"] < high, scores[wrong_id]

@@ -24,6 +24,7 @@ from .core import Case
 __all__ = [
     "call_on_copies",
     "call_on_copy",
+    "call_or_value_error",
     "run_head",
     "fill_by_shape",
     "require_module",
@@ -103,6 +104,28 @@ def call_on_copy(answer: Callable[..., Any], case: Case) -> Any:
     (2, [1, 2])
     """
     return answer(*copy.deepcopy(tuple(case.args)), **copy.deepcopy(dict(case.kwargs)))
+
+
+def call_or_value_error(answer: Callable[..., Any], case: Case) -> dict[str, Any]:
+    """Like :func:`call_on_copy`, but says whether the answer returned or raised ``ValueError``.
+
+    For exercises whose contract is "raise ValueError when there is no answer" (lesson 02's
+    ``design_conv``): the result is ``{"returned": value}`` or ``{"raised": "ValueError"}``, so a
+    comparison names the difference ("missing ['raised']") without showing an expected value. Any
+    other exception still propagates and is reported as an error. Imported by the grading worker
+    inside the sandbox.
+
+    Examples
+    --------
+    >>> call_or_value_error(lambda n: int(n), Case(("x",)))
+    {'raised': 'ValueError'}
+    >>> call_or_value_error(lambda n: int(n), Case(("7",)))
+    {'returned': 7}
+    """
+    try:
+        return {"returned": call_on_copy(answer, case)}
+    except ValueError:
+        return {"raised": "ValueError"}
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,11 +1,11 @@
-"""Lesson 01's exercises: what a dense layer and a conv layer cost, and a 2-D cross-correlation."""
+"""Lesson 01's exercises: what a dense layer stores, what a conv layer computes, and a 2-D cross-correlation."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..shapes import conv_params, linear_params
+from ..shapes import linear_params
 from .adapters import call_on_copies as _call_on_copies
 from .core import Case, Exercise
 from .forbidden import CONV_CALLS
@@ -70,54 +70,109 @@ register(
 
 
 # --------------------------------------------------------------------------------------------
-# conv_layer_params
+# conv_macs: a multiply-add count, measured on a real layer
 # --------------------------------------------------------------------------------------------
 
 
-def conv_layer_params(in_channels: int, out_channels: int, kernel_size: int, bias: bool = True) -> int:
-    """Reference: parameters of ``nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias)``."""
-    return conv_params(in_channels, out_channels, kernel_size, bias=bias)
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
-def _conv_param_cases(rng: np.random.Generator, n: int) -> list[Case]:
+def conv_macs(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int | tuple[int, int],
+    height: int,
+    width: int,
+    padding: int = 0,
+) -> int:
+    """Reference: multiply-adds of ``nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding)``
+    on one ``in_channels×height×width`` image, bias additions not counted.
+
+    Measured rather than computed from a formula: a real layer (on PyTorch's ``meta`` device, which
+    tracks shapes without allocating memory) runs on the input, and a forward hook multiplies the
+    number of values it wrote by the number of weights one output value used.
+
+    Examples
+    --------
+    >>> conv_macs(3, 64, 3, 224, 224, padding=1)
+    86704128
+    """
+    layer = torch.nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, bias=False, device="meta")
+    counted: dict[str, int] = {}
+
+    def count(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        # Every output value is one dot product between one kernel (weight[o]) and one window.
+        counted["macs"] = output.numel() * module.weight[0].numel()
+
+    handle = layer.register_forward_hook(count)
+    try:
+        layer(torch.empty(1, in_channels, height, width, device="meta"))
+    finally:
+        handle.remove()
+    return int(counted["macs"])
+
+
+def _macs_case(rng: np.random.Generator) -> Case:
+    kernel = _pair(int(rng.choice([1, 3, 5, 7]))) if rng.random() < 0.5 else tuple(int(v) for v in rng.integers(1, 8, size=2))
+    padding = int(rng.integers(0, 4))
+    # The kernel must fit inside the padded image on both axes.
+    height = int(rng.integers(max(1, kernel[0] - 2 * padding), 97))
+    width = int(rng.integers(max(1, kernel[1] - 2 * padding), 97))
+    kernel_arg: int | tuple[int, int] = kernel[0] if kernel[0] == kernel[1] and rng.random() < 0.5 else kernel
+    return Case((int(rng.integers(1, 65)), int(rng.integers(1, 129)), kernel_arg, height, width),
+                {"padding": padding}, label="random")
+
+
+def _macs_cases(rng: np.random.Generator, n: int) -> list[Case]:
     cases = [
-        Case((1, 1, 1), {"bias": False}, label="edge: a single weight"),
-        Case((1, 1, 1), {"bias": True}, label="edge: a single weight and its bias"),
-        Case((64, 64, 3), {"bias": False}, label="edge: no bias"),
-        Case((3, 64, 7), {"bias": True}, label="edge: 7×7 kernel"),
-        Case((16, 3, 5), {"bias": True}, label="edge: more inputs than outputs"),
+        Case((1, 1, 1, 1, 1), {"padding": 0}, label="edge: one pixel, one weight"),
+        Case((4, 8, 5, 5, 5), {"padding": 0}, label="edge: kernel as large as the image (one output position)"),
+        Case((3, 16, (3, 5), 20, 41), {"padding": 0}, label="edge: non-square kernel on a non-square image"),
+        Case((3, 16, (5, 3), 20, 41), {"padding": 0}, label="edge: the same kernel turned (rows and columns swapped)"),
+        Case((8, 2, 3, 12, 30), {"padding": 2}, label="edge: padding 2 makes the output larger than the image"),
+        Case((16, 32, 1, 7, 9), {"padding": 0}, label="edge: 1×1 kernel"),
+        Case((3, 64, 3, 224, 224), label="edge: padding left at its default"),
     ]
     while len(cases) < n:
-        cases.append(
-            Case(
-                (int(rng.integers(1, 257)), int(rng.integers(1, 257)), int(rng.choice([1, 3, 5, 7, 9, 11]))),
-                {"bias": bool(rng.random() < 0.6)},
-                label="random",
-            )
-        )
+        cases.append(_macs_case(rng))
     return cases[:n]
 
 
 register(
     Exercise(
-        id="conv_layer_params",
+        id="conv_macs",
         lesson=LESSON,
-        name="conv_layer_params",
-        points=1,
-        reference=conv_layer_params,
+        name="conv_macs",
+        points=2,
+        reference=conv_macs,
         public_cases=(
-            Case((3, 64, 3), {"bias": True}, label="RGB to 64 maps, 3×3, with bias"),
-            Case((3, 64, 3), {"bias": False}, label="the same without bias"),
-            Case((64, 128, 3), {"bias": True}, label="a deeper layer"),
+            Case((3, 64, 3, 224, 224), {"padding": 1}, label="the lesson's layer: RGB to 64 maps, 3×3, padding 1"),
+            Case((1, 1, 2, 3, 3), {"padding": 0}, label="the 3×3 example of section 2 (one channel, 2×2 kernel)"),
+            Case((3, 8, (3, 5), 32, 48), {"padding": 0}, label="a 3×5 kernel on a 32×48 image"),
         ),
-        make_cases=_conv_param_cases,
-        title="How many parameters does nn.Conv2d(in_channels, out_channels, kernel_size, bias=...) have?",
+        make_cases=_macs_cases,
+        n_cases=20,
+        # The count for a case is the answer to a small question: check shows what came back, never it.
+        show_expected=False,
+        title="How many multiply-adds does nn.Conv2d(in, out, kernel_size, padding=...) do on one H×W image?",
         hints=(
-            'Does the size of the image change how many weights a convolution has?',
-            'One output channel owns one small square kernel for every input channel; count its taps, then add the biases (one per output channel, only when bias is True).',
+            'Count for one output value first: how many input values does it multiply by a weight?',
+            'Then count the output values: how many positions does the kernel take on the padded image along each axis, '
+            'and how many maps are there? The two axes can differ.',
+            'Each output value costs one product per weight of the kernel it uses, across all its input channels, '
+            'each added into its sum; count the output values, and leave the bias out (an addition with no product). '
+            'Try your method on the 3×3 example of section 2 by hand.',
         ),
         forbidden=(
+            'course_utils.shapes.conv_macs',
             'course_utils.shapes.conv_params',
+            'course_utils.shapes.conv_out',
+            'course_utils.shapes.conv_out_2d',
+            'course_utils.shapes.cost_ledger',
+            'course_utils.shapes.trace',
+            'torch.utils.flop_counter.FlopCounterMode.get_total_flops',
+            'torch.utils.flop_counter.FlopCounterMode.get_flop_counts',
         ),
     )
 )

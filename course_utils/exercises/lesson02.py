@@ -1,12 +1,15 @@
-"""Lesson 02's exercises: the conv output-size formula, "same" padding, sizes through a stack of layers."""
+"""Lesson 02's exercises: the conv output-size formula, "same" padding, sizes through a stack of layers,
+and the reverse: the stride and padding that give a wanted output shape."""
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from .. import shapes
 from .adapters import call_on_copy as _call_on_copy
+from .adapters import call_or_value_error as _call_or_value_error
 from .core import Case, Exercise
 from .registry import register
 
@@ -238,26 +241,137 @@ register(
 
 
 # --------------------------------------------------------------------------------------------
-# padding_32_to_16 (a value)
+# design_conv: stride and padding for a wanted output shape (a design task over random cases)
 # --------------------------------------------------------------------------------------------
 
 
-def _padding_32_to_16() -> int:
-    return next(p for p in range(10) if shapes.conv_out(32, 5, stride=2, padding=p) == 16)
+def _measured_hw(in_hw: Sequence[int], kernel: tuple[int, int], stride: tuple[int, int],
+                 padding: tuple[int, int]) -> tuple[int, int]:
+    """The H×W a real ``nn.Conv2d`` writes (on the ``meta`` device: shapes only, no memory)."""
+    layer = torch.nn.Conv2d(1, 1, kernel, stride=stride, padding=padding, bias=False, device="meta")
+    out = layer(torch.empty(1, 1, int(in_hw[0]), int(in_hw[1]), device="meta"))
+    return int(out.shape[2]), int(out.shape[3])
+
+
+def _kernel_pair(kernel_size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(kernel_size, int):
+        return kernel_size, kernel_size
+    return int(kernel_size[0]), int(kernel_size[1])
+
+
+def _axis_design(n: int, out: int, k: int) -> tuple[int, int] | None:
+    """Smallest stride, then smallest padding in ``0..k // 2``, that give ``out`` windows; else None."""
+    # Beyond n + 2·(k // 2) − k + 1 every stride fits a single window, so no larger stride is needed.
+    for s in range(1, max(1, n + 2 * (k // 2) - k + 1) + 1):
+        for p in range(k // 2 + 1):
+            span = n + 2 * p - k
+            if span >= 0 and span // s + 1 == out:
+                return s, p
+    return None
+
+
+def design_conv(
+    in_hw: Sequence[int], out_hw: Sequence[int], kernel_size: int | Sequence[int]
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Reference: ``(stride, padding)``, each an (H, W) pair, that make ``nn.Conv2d`` map ``in_hw`` to ``out_hw``.
+
+    On each axis: the smallest stride that can work and, with it, the smallest padding, the padding
+    being at most half the kernel (``k // 2``). Raises ``ValueError`` when an axis has none. The
+    answer is confirmed on a real ``nn.Conv2d`` before it is returned.
+
+    Examples
+    --------
+    >>> design_conv((32, 48), (16, 24), (5, 3))
+    ((2, 2), (2, 1))
+    """
+    kernel = _kernel_pair(kernel_size)
+    found = [_axis_design(int(n), int(o), k) for n, o, k in zip(in_hw, out_hw, kernel)]
+    for axis, design in zip(("height", "width"), found):
+        if design is None:
+            raise ValueError(f"no stride and padding (at most kernel // 2) give that {axis}")
+    stride = (found[0][0], found[1][0])
+    padding = (found[0][1], found[1][1])
+    measured = _measured_hw(in_hw, kernel, stride, padding)
+    if measured != (int(out_hw[0]), int(out_hw[1])):  # pragma: no cover - a bug in the search above
+        raise AssertionError(f"design_conv reference: nn.Conv2d gives {measured}, wanted {tuple(out_hw)}")
+    return stride, padding
+
+
+def _random_design(rng: np.random.Generator) -> Case:
+    """A solvable configuration: a real layer's output for a random kernel, stride and padding."""
+    while True:
+        kernel = (int(rng.choice([1, 2, 3, 3, 5, 7])), int(rng.choice([1, 2, 3, 3, 5, 7])))
+        in_hw = (int(rng.integers(1, 65)), int(rng.integers(1, 65)))
+        if in_hw[0] == in_hw[1]:
+            continue  # the point of the exercise: the two axes differ
+        stride = (int(rng.choice([1, 1, 2, 2, 3, 4])), int(rng.choice([1, 1, 2, 2, 3, 4])))
+        padding = (int(rng.integers(0, kernel[0] // 2 + 1)), int(rng.integers(0, kernel[1] // 2 + 1)))
+        if all(n + 2 * p >= k for n, p, k in zip(in_hw, padding, kernel)):
+            out_hw = _measured_hw(in_hw, kernel, stride, padding)
+            kernel_arg: Any = kernel[0] if kernel[0] == kernel[1] else kernel
+            return Case((in_hw, out_hw, kernel_arg), label="random")
+
+
+def _impossible_design(rng: np.random.Generator) -> Case:
+    """An output larger than any padding up to half the kernel allows, on one axis."""
+    kernel = (int(rng.choice([1, 3, 5])), int(rng.choice([1, 3, 5])))
+    in_hw = (int(rng.integers(4, 40)), int(rng.integers(41, 65)))
+    if rng.random() < 0.5:
+        in_hw, kernel = (in_hw[1], in_hw[0]), (kernel[1], kernel[0])
+    axis = int(rng.integers(0, 2))
+    out = [in_hw[0] - kernel[0] + 1, in_hw[1] - kernel[1] + 1]
+    out[axis] = in_hw[axis] + 2 * (kernel[axis] // 2) - kernel[axis] + 1 + int(rng.integers(1, 4))
+    return Case((in_hw, tuple(out), kernel), label="random: impossible, must raise ValueError")
+
+
+def _design_cases(rng: np.random.Generator, n: int) -> list[Case]:
+    cases = [
+        Case(((32, 48), (16, 24), (5, 3)), label="edge: halve both axes with a non-square kernel"),
+        Case(((17, 40), (17, 40), 3), label="edge: keep the size (stride 1)"),
+        Case(((28, 9), (14, 9), (3, 1)), label="edge: halve the height only, 1-wide kernel"),
+        Case(((7, 12), (3, 4), 3), label="edge: stride 2 on H, 3 on W"),
+        Case(((6, 10), (1, 1), (6, 3)), label="edge: a single output pixel"),
+        Case(((10, 20), (11, 20), (3, 5)), label="edge: impossible (taller output), must raise ValueError"),
+        Case(((12, 8), (6, 9), 3), label="edge: impossible on the width only, must raise ValueError"),
+    ]
+    while len(cases) < n:
+        cases.append(_impossible_design(rng) if rng.random() < 0.15 else _random_design(rng))
+    return cases[:n]
 
 
 register(
     Exercise(
-        id="padding_32_to_16",
+        id="design_conv",
         lesson=LESSON,
-        name="padding_32_to_16",
-        points=1,
-        reference=_padding_32_to_16,
-        kind="value",
-        title="The padding that turns a 32×32 input into 16×16 with kernel 5 and stride 2.",
+        name="design_conv",
+        points=3,
+        reference=design_conv,
+        public_cases=(
+            Case(((32, 32), (16, 16), 5), label="32×32 to 16×16 with a 5×5 kernel"),
+            Case(((24, 40), (12, 20), 3), label="halve a 24×40 input with a 3×3 kernel"),
+            Case(((30, 50), (30, 25), (3, 5)), label="keep the height, halve the width, 3×5 kernel"),
+            Case(((8, 8), (10, 8), 3), label="impossible: must raise ValueError"),
+        ),
+        make_cases=_design_cases,
+        run=_call_or_value_error,
+        n_cases=25,
+        # A case's expected (stride, padding) is the answer to that design question: never shown.
+        show_expected=False,
+        title="design_conv(in_hw, out_hw, kernel_size): the (stride, padding) pairs that give nn.Conv2d that output shape.",
         hints=(
-            'Write down the output-size rule for this layer and try small paddings one at a time.',
-            'Several paddings can give the same size because of the floor division; the smallest one is asked for.',
+            'Height and width do not talk to each other: solve one axis at a time with the output-size rule, then put '
+            'the pairs together in (H, W) order.',
+            'On one axis, try stride 1, 2, 3, ... and for each stride every padding from 0 up to half the kernel, '
+            'and keep the first pair whose output size is the one wanted.',
+            'If no stride and padding in those ranges works on an axis, no layer of this kind can produce that size: '
+            'raise ValueError instead of returning something.',
+        ),
+        forbidden=(
+            'course_utils.shapes.conv_out',
+            'course_utils.shapes.conv_out_2d',
+            'course_utils.shapes.same_padding',
+            'course_utils.shapes.same_padding_pair',
+            'course_utils.shapes.trace',
         ),
     )
 )
