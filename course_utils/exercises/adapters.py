@@ -35,6 +35,7 @@ __all__ = [
     "eval_model",
     "as_number",
     "run_evaluate",
+    "run_cam",
 ]
 
 
@@ -525,3 +526,41 @@ def run_evaluate(answer: Any, case: Case) -> dict[str, Any]:
         "mode restored afterwards": model.training == start_training,
         "running statistics untouched": torch.equal(bn.running_mean, before[0]) and torch.equal(bn.running_var, before[1]),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Lesson 05: a class activation map, tested on a real GAP head
+# --------------------------------------------------------------------------------------------
+
+
+def _cam_check_bias(num_classes: int) -> torch.Tensor:
+    # The bias of run_cam's own GAP head: fixed, different for every class, never zero.
+    return torch.linspace(-1.5, 2.0, num_classes) + 0.25
+
+
+def run_cam(answer: Callable[..., Any], case: Case) -> dict[str, Any]:
+    """Call a CAM answer and test it on a real GAP head: ``{"cam": map, "mean + bias - logit": r}``.
+
+    ``case.args`` is ``(features C×H×W, fc_weight K×C, cls)``. The adapter builds
+    ``AdaptiveAvgPool2d(1) -> Flatten -> Linear`` with that weight and its own bias, runs it on the
+    features, and records ``mean(map) + bias[cls] - logit[cls]``: about 0 for a right map. It is
+    ``None`` when the answer is not an H×W tensor or array (the map's own comparison then says so).
+    Imported by the grading worker inside the sandbox.
+    """
+    features, fc_weight, cls = case.args
+    cam = answer(features.clone(), fc_weight.clone(), cls)
+    num_classes, channels = fc_weight.shape
+    bias = _cam_check_bias(num_classes)
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(channels, num_classes))
+    with torch.no_grad():
+        head[2].weight.copy_(fc_weight)
+        head[2].bias.copy_(bias)
+        logit = float(head(features[None])[0, cls])
+    residual = None
+    try:
+        values = np.asarray(cam.detach().cpu() if isinstance(cam, torch.Tensor) else cam, dtype=np.float64)
+        if values.shape == tuple(features.shape[1:]):
+            residual = float(values.mean()) + float(bias[cls]) - logit
+    except (TypeError, ValueError, RuntimeError):
+        residual = None
+    return {"cam": cam, "mean + bias - logit": residual}
