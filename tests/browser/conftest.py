@@ -1,12 +1,16 @@
 """Fixtures for the browser suite: one private JupyterLab server and one headless Chromium per run.
 
+The server holds every lesson's released workbook (what a learner opens: stubs where the solutions
+were) and runs with empty ``COURSE_DATA`` and ``COURSE_CACHE`` folders, the way a laptop that has no
+CIFAR-10 copy and cannot download runs lessons 06-07: on the labelled synthetic stand-in. The
+lessons themselves, solutions and real data, are nbval's (``pytest notebooks``).
+
 Where Chromium or Playwright is missing the suite is skipped with a message that says so; with
 ``CI=true`` it fails instead, because CI must prove the course works in the real front end.
 """
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,18 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 LESSONS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-def _missing() -> str | None:
-    if not (Path(lab_driver.CHROMIUM).exists() or shutil.which(lab_driver.CHROMIUM)):
-        return f"Chromium not found at {lab_driver.CHROMIUM} (install it: apt-get install chromium, or set COURSE_CHROMIUM)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed (pip install -e \".[test]\")"
-    return None
-
-
 def require_browser() -> None:
-    reason = _missing()
+    reason = lab_driver.browser_missing()
     if reason is None:
         return
     if os.environ.get("CI", "").lower() == "true":
@@ -37,9 +31,29 @@ def require_browser() -> None:
 
 
 @pytest.fixture(scope="session")
-def lab(tmp_path_factory):
+def offline(tmp_path_factory) -> dict[str, Path]:
+    """Empty data and cache folders for the server's kernels: nothing to find, nothing to download."""
+    root = tmp_path_factory.mktemp("offline")
+    folders = {"COURSE_DATA": root / "no-data", "COURSE_CACHE": root / "no-cache"}
+    for folder in folders.values():
+        folder.mkdir()
+    return folders
+
+
+@pytest.fixture(scope="session")
+def workbooks(tmp_path_factory) -> dict[str, Path]:
+    """Every lesson released as a learner gets it, by lesson stem."""
+    from course_utils.grading.release import release_lesson
+
+    out = tmp_path_factory.mktemp("workbooks")
+    return {lesson.stem: release_lesson(lesson, out) for lesson in LESSONS}
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory, workbooks, offline):
     require_browser()
-    server = lab_driver.start_lab(LESSONS, tmp_path_factory.mktemp("lab"))
+    server = lab_driver.start_lab(list(workbooks.values()), tmp_path_factory.mktemp("lab"),
+                                  env={name: str(folder) for name, folder in offline.items()})
     try:
         yield server
     finally:

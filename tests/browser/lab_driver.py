@@ -41,6 +41,17 @@ CHROMIUM_ARGS = [
 ]
 
 
+def browser_missing() -> str | None:
+    """Why the browser suite cannot run here (Chromium or Playwright missing), or None when it can."""
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        return f"Chromium not found at {CHROMIUM} (install it: apt-get install chromium, or set COURSE_CHROMIUM)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (pip install -e \".[test]\")"
+    return None
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
@@ -82,9 +93,13 @@ class LabServer:
 
 
 def start_lab(
-    notebooks: list[Path], workdir: Path, *, disabled_extensions: tuple[str, ...] = (), timeout: float = 120
+    notebooks: list[Path], workdir: Path, *, disabled_extensions: tuple[str, ...] = (), timeout: float = 120,
+    env: dict[str, str] | None = None,
 ) -> LabServer:
     """Start JupyterLab on a copy of ``notebooks`` in ``workdir`` and wait until it answers.
+
+    ``env`` adds variables for the server and so for its kernels (for example an empty
+    ``COURSE_DATA``, to run the lessons the way a laptop without CIFAR-10 does).
 
     The copy keeps runs from ever touching the repository's notebooks. Settings, workspaces, runtime
     files and config live under ``workdir`` so a learner's own JupyterLab set-up cannot change what
@@ -109,6 +124,7 @@ def start_lab(
     news.parent.mkdir(parents=True)
     news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
 
+    extra = dict(env or {})
     env = dict(os.environ)
     env.pop("MPLBACKEND", None)  # the kernels must use the inline backend a learner gets
     env.pop("COURSE_GRADING", None)
@@ -122,6 +138,7 @@ def start_lab(
         JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
         IPYTHONDIR=str(home / "ipython"),
     )
+    env.update(extra)
     port = free_port()
     token = secrets.token_hex(16)
     log_path = workdir / "jupyterlab.log"
@@ -302,6 +319,7 @@ _CELL_REPORT_JS = """() => {
             figureAsText: /<Figure size \\d+x\\d+ with \\d+ Axes>/.test(text),
             rawModel: /^\\s*(\\w+\\(children=|Model\\(|Loading widget)/m.test(text),
             errors: errors.map(t => t.split('\\n').filter(l => l.trim()).slice(-1)[0] || t.slice(0, 200)),
+            text: text.slice(0, 20000),
         };
     });
 }"""
@@ -320,6 +338,17 @@ class LessonReport:
 
     def __str__(self) -> str:
         return "\n".join(self.problems) or f"{self.lesson}: ok"
+
+
+def cell_texts(page) -> list[str]:
+    """The text each cell's output area shows on the page (markdown cells give ''), in cell order."""
+    return [seen["text"] if seen["code"] else "" for seen in page.evaluate(_CELL_REPORT_JS)]
+
+
+def shutdown_kernels(server: LabServer) -> None:
+    """Shut down every kernel of the server, so that a lesson's kernel does not outlive its test."""
+    for kernel in server.api("/api/kernels") or []:
+        server.api(f"/api/kernels/{kernel['id']}", method="DELETE")
 
 
 def inspect_cells(page, lesson: str, expected: list[CellExpectation]) -> LessonReport:
@@ -395,8 +424,11 @@ def launch_browser(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
 
 
-def run_lesson(page, server: LabServer, notebook: Path, *, timeout_s: float, slider: bool = True) -> LessonReport:
-    """Open ``notebook`` in the server's JupyterLab, run every cell, and report what is wrong."""
+def run_lesson(page, server: LabServer, notebook: Path, *, timeout_s: float, slider: bool = True,
+               slider_timeout_s: float = 30) -> LessonReport:
+    """Open ``notebook`` in the server's JupyterLab, run every cell, and report what is wrong.
+
+    ``slider_timeout_s`` is how long a moved slider's output may take to change."""
     lesson = notebook.stem
     expected = expectations(notebook)
     page.goto(server.lab_url())
@@ -413,6 +445,6 @@ def run_lesson(page, server: LabServer, notebook: Path, *, timeout_s: float, sli
     report = inspect_cells(page, lesson, expected)
     if slider:
         cells = slider_cells(page)
-        if cells and not move_slider(page, cells[0]):
+        if cells and not move_slider(page, cells[0], timeout_s=slider_timeout_s):
             report.add(expected[cells[0]], "moved its slider, but the output did not change")
     return report

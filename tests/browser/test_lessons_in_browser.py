@@ -1,7 +1,11 @@
-"""Every lesson, run in JupyterLab in headless Chromium the way a learner runs it.
+"""Every lesson's workbook, run in JupyterLab in headless Chromium the way a learner runs it.
 
-For each lesson: open it from the file browser, Run All Cells, wait for the kernel, then check that no
-cell shows an error, every plot shows an image, every widget renders, and a slider moves its output.
+For each lesson: release it, open the workbook from the file browser, Run All Cells, wait for the
+kernel, then check that no cell shows an error, every plot shows an image, every widget renders, a
+slider moves its output, and every exercise check says "not attempted yet". Lessons 06-07 run in quick
+mode on the synthetic stand-in (no data folder, see conftest.py), which they must name, and nothing
+may be written into the data or cache folder. This is the one execution of each released workbook
+(``tests/test_release.py`` runs them with nbclient only where this suite cannot run).
 Screenshots for the README are written only when asked:
 
     COURSE_SCREENSHOTS=1 pytest tests/browser
@@ -59,15 +63,45 @@ def test_every_lesson_is_found():
     assert stems and stems[0].startswith("00_"), f"lessons found: {stems}"
 
 
+def _learner_path_problems(page, workbook: Path, offline: dict[str, Path]) -> list[str]:
+    """What the released workbook must show when run untouched: each check "not attempted yet";
+    in lessons 06-07, quick mode and the stand-in named, and nothing written for data."""
+    from course_utils.grading.release import check_calls
+
+    problems = []
+    texts = lab_driver.cell_texts(page)
+    cells = nbformat.read(workbook, as_version=4).cells
+    for index, cell in enumerate(cells):
+        if cell.cell_type != "code" or "exercise" not in cell.metadata.get("tags", []):
+            continue
+        for _, ex_id in check_calls(cell.source):
+            if f"⏳ {ex_id}: not attempted yet" not in texts[index]:
+                problems.append(f"{workbook.stem}, cell {index}: check('{ex_id}') should say "
+                                f"'not attempted yet'; the page shows {texts[index][:300]!r}")
+    if workbook.stem.startswith(("06_", "07_")):
+        shown = "\n".join(texts)
+        for needed in ("QUICK MODE (COURSE_QUICK=1)", "SYNTHETIC stand-in, not CIFAR-10"):
+            if needed not in shown:
+                problems.append(f"{workbook.stem}: the page never says {needed!r}")
+        for name, folder in offline.items():
+            written = sorted(p.name for p in folder.iterdir())
+            if written:
+                problems.append(f"{workbook.stem}: wrote {written} into the empty {name} folder")
+    return problems
+
+
 @pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
-def test_lesson_runs_in_jupyterlab(lab, page, lesson):
-    report = lab_driver.run_lesson(page, lab, lesson, timeout_s=LESSON_TIMEOUT_S)
+def test_lesson_runs_in_jupyterlab(lab, page, lesson, offline):
+    workbook = lab.root / lesson.name  # the released workbook, copied into the server's folder
+    report = lab_driver.run_lesson(page, lab, workbook, timeout_s=LESSON_TIMEOUT_S)
     if os.environ.get("COURSE_SCREENSHOTS") == "1":
-        _save_screenshots(page, lesson)
+        _save_screenshots(page, workbook)
     if lesson.stem == "02_output_size":
-        explorer = next(c for c in lab_driver.expectations(lesson) if "output_size_explorer(" in c.source)
+        explorer = next(c for c in lab_driver.expectations(workbook) if "output_size_explorer(" in c.source)
         if explorer.index not in lab_driver.slider_cells(page):
             report.add(explorer, "the output-size explorer shows no slider")
+    report.problems.extend(_learner_path_problems(page, workbook, offline))
+    lab_driver.shutdown_kernels(lab)  # a finished lesson's kernel would hold its memory until the end
     assert not report.problems, "\n" + str(report) + "\n\nserver log:\n" + lab.log_tail(15)
 
 
@@ -120,7 +154,9 @@ def test_probe_passes_when_nothing_is_broken(lab, page):
 
 def test_raising_widget_callback_is_reported(lab, page):
     probe = _probe_notebook(lab.root, "97_probe_raises", "raise RuntimeError('broken on purpose')")
-    report = lab_driver.run_lesson(page, lab, probe, timeout_s=180)
+    # The output never changes here, so the whole wait is spent: 10 s, where the working probe above
+    # (the same cell with a callback that does not raise) shows a change within a second or two.
+    report = lab_driver.run_lesson(page, lab, probe, timeout_s=180, slider_timeout_s=10)
     assert any(
         p.startswith("97_probe_raises, cell 1 ('out = widgets.Output()')") and "did not change" in p
         for p in report.problems
