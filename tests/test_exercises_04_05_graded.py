@@ -211,7 +211,18 @@ def test_stack_receptive_field_refuses_the_helper_and_autograd():
         y[0, 0, 3].backward()
         return rf_formula(layers)
 
-    for answer, name in ((helper, "receptive_field"), (measures, "conv1d")):
+    def backward_only(layers):
+        x = torch.ones(3, requires_grad=True)
+        (x * 2).sum().backward()
+        return rf_formula(layers)
+
+    def autograd_grad(layers):
+        x = torch.ones(3, requires_grad=True)
+        torch.autograd.grad((x * 2).sum(), x)
+        return rf_formula(layers)
+
+    for answer, name in ((helper, "receptive_field"), (measures, "conv1d"), (backward_only, "backward"),
+                         (autograd_grad, "autograd.grad")):
         report = run_checks("stack_receptive_field", answer, seed=0)
         assert report.status == "failed" and report.first_failure.status == "forbidden", report.text()
         assert name in report.first_failure.reason
