@@ -105,3 +105,77 @@ def test_cgroup_limits_the_memory_of_all_processes_together():
     finally:
         cg.remove()
     assert not any(os.path.exists(d) for d in cg.dirs)
+
+
+def test_a_run_lease_is_held_until_released():
+    lease = sandbox.RunLease()
+    try:
+        assert os.path.exists(lease.path)
+        assert sandbox._run_is_alive(lease.token)  # our own lock counts as alive
+        assert sandbox.RunLease().token != lease.token
+        assert lease.cgroup_name("s0-x") == f"course-grade-{lease.token}-s0-x"
+    finally:
+        lease.release()
+    assert not os.path.exists(lease.path)
+    assert not sandbox._run_is_alive(lease.token)
+
+
+@root_only
+def test_stale_cgroups_of_a_killed_run_are_removed_and_a_live_run_s_are_kept():
+    probe = sandbox.Cgroup.create(f"course-grade-unit-{os.getpid()}", 64 << 20)
+    if probe is None:
+        pytest.skip("no writable cgroup here")
+    probe.remove()
+    # A grader killed with SIGKILL while its cgroup exists: the folder stays behind.
+    code = ("import os\nfrom course_utils.grading import sandbox\nlease = sandbox.RunLease()\n"
+            "cg = sandbox.Cgroup.create(lease.cgroup_name('s0-dead'), 64 << 20)\n"
+            "print(lease.path, *cg.dirs, flush=True)\nos.kill(os.getpid(), 9)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, done.stderr
+    lock, *dead = done.stdout.split()
+    assert dead and all(os.path.isdir(d) for d in dead)
+    live = sandbox.RunLease()
+    mine = sandbox.Cgroup.create(live.cgroup_name("s0-live"), 64 << 20)
+    try:
+        removed = sandbox.remove_stale_cgroups()
+        assert set(dead) <= set(removed) and not set(mine.dirs) & set(removed)
+        assert not any(os.path.exists(d) for d in dead) and not os.path.exists(lock)
+        assert all(os.path.isdir(d) for d in mine.dirs)  # a run still grading keeps its cgroups
+    finally:
+        mine.remove()
+        live.release()
+
+
+def _module_from(path: Path, name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bank_adapters_are_shown_only_from_a_file_without_references(tmp_path):
+    from types import SimpleNamespace
+
+    from course_utils.exercises import adapters
+    from course_utils.grading.grade import UsageError, bank_adapter_files
+
+    helper = tmp_path / "_unit_adapters.py"
+    helper.write_text("def call_twice(answer, case):\n    return [answer(*case.args), answer(*case.args)]\n")
+    beside = tmp_path / "hw_unit.py"
+    beside.write_text("def call_once(answer, case):\n    return answer(*case.args)\n")
+    try:
+        good = _module_from(helper, "_unit_adapters")
+        bank_file = _module_from(beside, "_course_bank_0123456789ab_hw_unit")  # named as bank.load_bank names it
+        ex = lambda run: SimpleNamespace(id="unit", run=run)  # noqa: E731 - a stand-in exercise
+        assert bank_adapter_files([ex(good.call_twice)]) == {"_unit_adapters": str(helper)}
+        assert bank_adapter_files([ex(adapters.call_on_copy)]) == {}  # built-in: nothing to show
+        with pytest.raises(UsageError, match="next to the references.*_adapters.py"):
+            bank_adapter_files([ex(bank_file.call_once)])
+        with pytest.raises(UsageError, match="not a top-level function"):
+            bank_adapter_files([ex(lambda answer, case: answer())])
+    finally:
+        sys.modules.pop("_unit_adapters", None)
+        sys.modules.pop("_course_bank_0123456789ab_hw_unit", None)

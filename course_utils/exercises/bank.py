@@ -21,6 +21,11 @@ A bank file uses the same model as the built-in bank (``lessonNN.py``)::
 separated by ``os.pathsep``). The lesson id is the stem of the instructor's notebook
 (``hw1_relu.ipynb``). The older ``COURSE_EXTRA_EXERCISES`` (module names or ``.py`` paths) still
 works for ``course grade`` and ``course release``; it is deprecated in favour of ``COURSE_BANK``.
+
+An exercise whose answer is not called plainly (a class to build, a model to run) names its own
+``run`` adapter. Keep it as a top-level function in a helper file such as ``_adapters.py``, imported
+by the bank file, with no reference or case generator in it: ``course grade`` shows a read-only copy
+of that file to the sandboxed submissions, whose worker imports it, and hides the rest of the bank.
 """
 from __future__ import annotations
 

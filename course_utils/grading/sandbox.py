@@ -11,7 +11,8 @@ What a sandboxed worker gets
   (solution notebooks, tests), not the submissions folder, not the output folder, not ``/root`` or
   ``/home``. The grader never sends exercise references to the worker (it sends names, kinds and
   the ``run`` adapters' names), and :func:`command` hides extra files the grader names, such as an
-  instructor's exercise bank.
+  instructor's exercise bank. A bank's own ``run`` adapters, kept in a helper file without
+  references, are shown as read-only copies at ``/grading/adapters``.
 * A private writable work folder (``/grading``: ``home/``, ``results/`` and the cells it must run)
   and a private ``/tmp``; the graded inputs read-only at ``/grading/cases``.
 * No view of other workers or of the grader's command line: ``/proc`` shows only the sandbox.
@@ -36,6 +37,8 @@ from __future__ import annotations
 import fcntl
 import os
 import pwd
+import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -47,11 +50,13 @@ __all__ = [
     "FIX",
     "PROCESS_LIMIT",
     "Cgroup",
+    "RunLease",
     "UidLease",
     "bwrap_path",
     "command",
     "memory_bound",
     "problem",
+    "remove_stale_cgroups",
 ]
 
 #: What to do when grading cannot be sandboxed; every refusal names it.
@@ -155,6 +160,125 @@ class UidLease:
         self._fds, self.uids = [], []
 
 
+#: Every cgroup a grading run makes is named ``course-grade-<token>-<what>``.
+CGROUP_PREFIX = "course-grade-"
+_RUN_NAME = re.compile(r"course-grade-([0-9a-f]{16})-.+")
+
+
+class RunLease:
+    """One grading run, alive while this lease is held: a random token and a lock file for it.
+
+    The lock file ``run-<token>`` in the uid lock folder is held with ``flock`` for as long as the
+    run lives; the kernel drops the lock when the process ends, however it ends (SIGKILL too).
+    The run's cgroups carry the token in their names (:meth:`cgroup_name`), so a later run can
+    tell the cgroups of a run that is gone from those of one still grading
+    (:func:`remove_stale_cgroups`).
+
+    Examples
+    --------
+    >>> lease = RunLease()  # doctest: +SKIP
+    >>> lease.cgroup_name("s0-abc")  # doctest: +SKIP
+    'course-grade-3f2a9c0d1e4b5a6c-s0-abc'
+    >>> lease.release()  # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        os.makedirs(_runs_dir(), mode=0o700, exist_ok=True)
+        self.token = secrets.token_hex(8)
+        self.path = os.path.join(_runs_dir(), f"run-{self.token}")
+        # Locked under a temporary name, then renamed: no other run ever sees it unlocked.
+        tmp = f"{self.path}.new"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(tmp, self.path)
+        self._fd: int | None = fd
+
+    def cgroup_name(self, what: str) -> str:
+        """The name of one of this run's cgroups."""
+        return f"{CGROUP_PREFIX}{self.token}-{what}"
+
+    def release(self) -> None:
+        """End the lease (the lock file is removed)."""
+        if self._fd is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            os.close(self._fd)
+            self._fd = None
+
+
+def _runs_dir() -> str:
+    # Root's runs share the uid lock folder; another user's runs (cgroups delegated to it) its own.
+    if os.geteuid() == 0:
+        return _LOCK_DIR
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), f"course-grade-runs-{os.geteuid()}")
+
+
+def _run_is_alive(token: str) -> bool:
+    """Whether the run that holds ``token`` still holds its lock (a missing lock file: gone)."""
+    path = os.path.join(_runs_dir(), f"run-{token}")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # cannot tell: leave its cgroups alone
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        os.close(fd)
+        return True
+    # The run is gone; its lock file goes too, removed while locked so no live run loses its own.
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+    os.close(fd)
+    return False
+
+
+def remove_stale_cgroups() -> list[str]:
+    """Remove the cgroup folders of grading runs that are gone; return the folders removed.
+
+    A grader killed with SIGKILL cannot remove its cgroups: their processes die with it (the
+    sandbox dies with its parent), and the empty folders stay. Each run names its cgroups after
+    its :class:`RunLease` token, so here only those whose run no longer holds its lock are
+    removed (any process still in one is killed first); cgroups of runs still grading, and
+    folders named otherwise, are left alone.
+
+    Examples
+    --------
+    >>> remove_stale_cgroups()  # doctest: +SKIP
+    []
+    """
+    removed: list[str] = []
+    alive: dict[str, bool] = {}
+    for parent, v2 in _cgroup_parents():
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        for name in sorted(names):
+            match = _RUN_NAME.fullmatch(name)
+            if not match:
+                continue
+            token = match.group(1)
+            if token not in alive:
+                alive[token] = _run_is_alive(token)
+            if alive[token]:
+                continue
+            path = os.path.join(parent, name)
+            Cgroup([path], v2, path).remove()
+            if not os.path.exists(path):
+                removed.append(path)
+    return removed
+
+
 # --------------------------------------------------------------------------------------------
 # Cgroups
 # --------------------------------------------------------------------------------------------
@@ -172,6 +296,19 @@ def _own_cgroups() -> dict[str, str]:
     except (OSError, ValueError):
         pass
     return found
+
+
+def _cgroup_parents() -> list[tuple[str, bool]]:
+    """``(folder, is_v2)`` for each folder :meth:`Cgroup.create` makes cgroups in, where it exists."""
+    own = _own_cgroups()
+    if "memory" in own and os.path.isdir("/sys/fs/cgroup/memory"):
+        found = [(os.path.join("/sys/fs/cgroup/memory", own["memory"].lstrip("/")), False)]
+        if "pids" in own and os.path.isdir("/sys/fs/cgroup/pids"):
+            found.append((os.path.join("/sys/fs/cgroup/pids", own["pids"].lstrip("/")), False))
+        return found
+    if "" in own:
+        return [(os.path.join("/sys/fs/cgroup", own[""].lstrip("/")), True)]
+    return []
 
 
 class Cgroup:
@@ -340,6 +477,7 @@ class Layout:
     results: str = "/grading/results"
     cells: str = "/grading/cells.json"
     cases: str = "/grading/cases"
+    adapters: str = "/grading/adapters"
 
 
 LAYOUT = Layout()
@@ -352,6 +490,7 @@ def command(
     uid: int | None,
     hide: Sequence[str] = (),
     bwrap: str | None = None,
+    adapters_dir: str | None = None,
 ) -> list[str]:
     """The command line that runs ``argv`` in a sandbox whose ``/grading`` is ``folder``.
 
@@ -371,6 +510,9 @@ def command(
         instructor's bank kept next to the package, say); each is covered by an empty one.
     bwrap : str, optional
         The ``bwrap`` to use (default :func:`bwrap_path`).
+    adapters_dir : str, optional
+        Copies of an instructor's bank ``run`` adapter files (no references in them), bound
+        read-only at ``/grading/adapters`` for the worker to import.
 
     Returns
     -------
@@ -413,7 +555,10 @@ def command(
             args += ["--tmpfs", h, "--remount-ro", h]
         elif os.path.exists(h):
             args += ["--ro-bind", "/dev/null", h]
-    args += ["--bind", folder, LAYOUT.work, "--ro-bind", cases_dir, LAYOUT.cases, "--chdir", LAYOUT.home]
+    args += ["--bind", folder, LAYOUT.work, "--ro-bind", cases_dir, LAYOUT.cases]
+    if adapters_dir:
+        args += ["--ro-bind", adapters_dir, LAYOUT.adapters]
+    args += ["--chdir", LAYOUT.home]
     if uid is not None:
         setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--",

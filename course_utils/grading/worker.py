@@ -14,10 +14,11 @@ What it does:
    itself), which the grader reports as ``crashed``.
 2. Reads what it must know about each exercise from ``CELLS.json``: its id, the ``name`` to look
    up, its kind, its per-case time limit and its ``run`` adapter (``null`` for a plain call, or
-   ``module:function`` in a module without references, see :mod:`course_utils.exercises.adapters`).
-   It never imports the exercise bank, so the references of the exercises being graded (an
-   instructor's private bank included) are neither imported nor, in the sandbox, readable. It
-   decodes the graded cases before any learner code runs.
+   ``module:function`` in a module without references, see :mod:`course_utils.exercises.adapters`;
+   an instructor's bank adapters come from ``adapter_path``, read-only copies of the bank's
+   helper file). It never imports the exercise bank, so the references of the exercises being
+   graded (an instructor's private bank included) are neither imported nor, in the sandbox,
+   readable. It imports the adapters and decodes the graded cases before any learner code runs.
 3. Executes the notebook's code cells in order in an IPython ``InteractiveShell`` (so magics such as
    ``%matplotlib inline`` work). A cell that raises is recorded (cell index and one-line error) and
    execution goes on, so definitions in later cells still load.
@@ -166,6 +167,13 @@ def _work(cells_path: str, cases_dir: str, results_dir: str) -> int:
     cells: list[str] = [c for c in job["cells"] if isinstance(c, str)]
     specs = [_Spec.from_json(item) for item in job["exercises"]]
     case_limit_override = job.get("case_time_limit")
+    adapter_path = job.get("adapter_path")
+    if isinstance(adapter_path, str) and adapter_path:
+        # Read-only copies of an instructor's bank adapters (no references in them).
+        sys.path.insert(0, adapter_path)
+    for ex in specs:
+        # Imported now, before any learner code: the learner cannot swap or break them first.
+        ex.load()
 
     # Everything the grader sent is decoded before the learner's code can touch numpy or torch.
     raw_cases = encoding.read_json(cases_dir, "cases.json")
@@ -320,6 +328,7 @@ class _Spec:
         self.forbidden = forbidden
         self._run_name = run
         self._run = None
+        self._load_error = ""
 
     @classmethod
     def from_json(cls, item: dict) -> "_Spec":
@@ -330,16 +339,29 @@ class _Spec:
                    float(item.get("time_limit", 5.0)), item.get("run"),
                    tuple(str(f) for f in forbidden) if isinstance(forbidden, (list, tuple)) else ())
 
-    def run(self, answer, case):
-        if self._run is None:
-            if not self._run_name:
-                self._run = lambda answer, case: answer(*case.args, **dict(case.kwargs))
-            else:
-                import importlib
+    def load(self) -> None:
+        """Import the ``run`` adapter; a failure becomes every case's error, not the worker's."""
+        if not self._run_name:
+            self._run = lambda answer, case: answer(*case.args, **dict(case.kwargs))
+            return
+        import importlib
 
-                module, _, function = str(self._run_name).partition(":")
-                self._run = getattr(importlib.import_module(module), function)
+        module, _, function = str(self._run_name).partition(":")
+        try:
+            self._run = getattr(importlib.import_module(module), function)
+        except Exception as exc:
+            self._load_error = f"the exercise's run adapter {self._run_name} could not be imported: {_one_line(exc)}"
+
+    def run(self, answer, case):
+        if self._run is None and not self._load_error:
+            self.load()
+        if self._load_error:
+            raise _AdapterError(self._load_error)
         return self._run(answer, case)
+
+
+class _AdapterError(RuntimeError):
+    """An exercise's ``run`` adapter that the worker could not import (a bank problem)."""
 
 
 def _high_fd(fd: int) -> int:
