@@ -64,6 +64,109 @@ def _leak(condition: str) -> list[str]:
     ]
 
 
+# A process tree that outlives one sweep of the grader's children (kill every child listed in /proc,
+# once): the sweep kills the tree's head, then spends a while on the decoys listed after it, while
+# the heir (last in the listing, so not killed yet) forks a new head that no listing holds, which
+# builds the tree again. The tree is a fresh small Python (quick to fork: rebuilt well before the
+# next sweep). Once the grader has exited it adds a row to grades.csv, writes into the feedback and
+# leaves a marker; where it cannot see the grader (a PID namespace) it tries 15 s after it started,
+# well before the batch ends. The grader before the sandbox lost to it.
+_LINEAGE = """\
+import ctypes, os, signal, sys, time
+OUT, MARKER, GRADER, READY = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+TRY_AT = time.time() + 15
+
+def grader_alive():
+    return os.path.exists(f"/proc/{GRADER}") if GRADER else time.time() < TRY_AT
+
+def forge():
+    time.sleep(0.5)
+    try:
+        with open(os.path.join(OUT, "grades.csv"), "a") as fh:
+            fh.write("forged_by_lingerer,2,3,1,6,6,ok,\\n")
+        with open(os.path.join(OUT, "feedback", "lingerer.md"), "a") as fh:
+            fh.write("forged by a process that outlived the grader\\n")
+    finally:
+        open(MARKER, "w").write("still here")
+
+def heir():
+    parent = os.getppid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    ctypes.CDLL(None).prctl(1, int(signal.SIGUSR1), 0, 0, 0)  # PR_SET_PDEATHSIG: told when the head dies
+    if os.getppid() == parent:
+        signal.sigwait({signal.SIGUSR1})
+    if os.fork() == 0:
+        head(None)
+    os._exit(0)
+
+def head(ready):
+    kids = []
+    for _ in range(64):  # decoys: listed between the head and the heir
+        pid = os.fork()
+        if pid == 0:
+            ballast = b"x" * (4 << 20)  # touched memory: a decoy takes a moment to die
+            time.sleep(300)
+            os._exit(0)
+        kids.append(pid)
+    pid = os.fork()
+    if pid == 0:
+        heir()
+    kids.append(pid)
+    if ready is not None:
+        os.write(ready, b"x")
+        os.close(ready)
+    while grader_alive():
+        time.sleep(0.1)
+    try:
+        forge()
+    finally:
+        for pid in kids:
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+        os._exit(0)
+
+try:
+    head(READY)
+finally:
+    os._exit(0)
+"""
+
+_LINGERER = """\
+import os, select, sys
+GRADER = 0
+pid = os.getpid()
+for _ in range(30):  # the grading process among this one's ancestors, where /proc shows it
+    try:
+        if b"course_utils.grading.grade" in open(f"/proc/{pid}/cmdline", "rb").read():
+            GRADER = pid
+            break
+        stat = open(f"/proc/{pid}/stat", "rb").read()
+        pid = int(stat[stat.rfind(b")") + 2:].split()[1])
+    except (OSError, ValueError, IndexError):
+        break
+    if pid <= 1:
+        break
+r, w = os.pipe()
+if os.fork() == 0:
+    os.close(r)
+    os.setsid()
+    os.set_inheritable(w, True)
+    os.execv(sys.executable, [sys.executable, "-S", "-c", LINEAGE, OUT, MARKER, str(GRADER), str(w)])
+os.close(w)
+select.select([r], [], [], 30)  # the tree is in place before the notebook goes on
+os.close(r)
+"""
+
+
+def _lingerer(out: Path, marker: Path) -> str:
+    return f"LINEAGE = {_LINEAGE!r}\nOUT, MARKER = {str(out)!r}, {str(marker)!r}\n" + _LINGERER
+
+
+_PRINTING_ADD = "def add(a, b):\n    print('adding', a, b)\n    return a + b"
+
+
 def _attacks(subs: Path, out: Path, marker: Path) -> dict[str, list[str]]:
     probe = PACKAGE / ".attack_probe"
     return {
@@ -74,16 +177,7 @@ def _attacks(subs: Path, out: Path, marker: Path) -> dict[str, list[str]]:
             *FULL[:3],
             f"try:\n    open({str(probe)!r}, 'w').write('x')\n    answer_value = 42\nexcept OSError:\n    answer_value = 0",
         ],
-        "lingerer": [
-            "import os, time\n"
-            "if os.fork() == 0:\n"
-            "    os.setsid()\n"
-            "    if os.fork() == 0:\n"
-            "        time.sleep(6)\n"
-            f"        open({str(marker)!r}, 'w').write('still here')\n"
-            "    os._exit(0)",
-            *FULL,
-        ],
+        "lingerer": [_lingerer(out, marker), *FULL],
         # 2. reading what is not its own
         "reads_classmate": _leak(f"open({str(subs / 'honest.ipynb')!r}).read()"),
         "reads_out": _leak(f"os.listdir({str(out)!r}) is not None"),
@@ -97,8 +191,11 @@ def _attacks(subs: Path, out: Path, marker: Path) -> dict[str, list[str]]:
         ),
         # 4. the trusted side
         "prints_memoryerror": [*FULL, "print('MemoryError: cannot allocate memory')\nimport sys\nprint('MemoryError', file=sys.stderr)"],
-        # Output left in the buffer is flushed only after the cells, onto descriptors now closed.
-        "closes_stdio": [*FULL, "import os\nos.close(0)\nos.close(1)\nos.close(2)\nprint('still talking', end='')"],
+        # Its function prints while it is graded, into a buffer that is flushed only after every
+        # answer was computed: onto descriptors the last cell closed, or onto /dev/full.
+        "closes_stdio": [FULL[0], _PRINTING_ADD, *FULL[2:], "import os\nos.close(0)\nos.close(1)\nos.close(2)"],
+        "full_stdout": [FULL[0], _PRINTING_ADD, *FULL[2:],
+                        "import os\nfull = os.open('/dev/full', os.O_WRONLY)\nos.dup2(full, 1)\nos.dup2(full, 2)"],
         "floods_stdout": [
             *FULL,
             "import resource, sys\nresource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
@@ -148,7 +245,7 @@ def attacked(tmp_path_factory):
     os.symlink(REPO / "notebooks" / "00_start_here.ipynb", subs / "linked.ipynb")
     try:
         done = run_grade(subs, "--out", out, "--seed", SEED, "--jobs", 2, "--timeout", 40, timeout=900)
-        time.sleep(7)  # longer than the lingerer's grandchild sleeps
+        time.sleep(3)  # the lingerer writes 0.5 s after the grader has exited, if it is still there
     finally:
         probe_written = probe.exists()
         if probe_written:
@@ -186,6 +283,10 @@ def test_a_submission_cannot_write_the_installed_package(attacked):
 def test_nothing_a_submission_starts_outlives_it(attacked):
     assert not attacked["marker"].exists()
     assert rec(attacked, "lingerer")["total"] == 6
+    # The gradebook is as the grader left it: no row added, no feedback rewritten after it exited.
+    rows = read_csv(attacked["out"])
+    assert "forged_by_lingerer" not in rows and len(rows) == len(attacked["data"]["students"]), sorted(rows)
+    assert "forged" not in (attacked["out"] / "feedback" / "lingerer.md").read_text()
 
 
 # ---- 2. reading what is not its own ---------------------------------------------------------
@@ -207,7 +308,7 @@ def test_printed_memoryerror_is_not_a_status(attacked):
     assert (r["status"], r["total"]) == ("ok", 6), r["detail"]
 
 
-@pytest.mark.parametrize("name", ["closes_stdio", "floods_stdout"])
+@pytest.mark.parametrize("name", ["closes_stdio", "full_stdout", "floods_stdout"])
 def test_answers_survive_closed_or_flooded_stdout(attacked, name):
     r = rec(attacked, name)
     assert (r["status"], r["total"]) == ("ok", 6), r["detail"]
@@ -494,3 +595,137 @@ def test_every_built_in_run_adapter_lives_in_the_adapters_module():
     # No references, cases or registrations: nothing in it leads to an expected value.
     assert "register(" not in source and "Exercise(" not in source and "make_cases" not in source
     assert not [line for line in source.splitlines() if line.startswith(("from .lesson", "import course_utils.exercises.lesson"))]
+
+
+# ---- 2c. an instructor's bank with its own run adapter --------------------------------------
+
+# The learner writes a class; the bank calls it through its own adapter, kept in a helper file of
+# the bank (no reference in it), which the sandbox shows as a read-only copy. The bank file itself
+# (the reference) stays hidden.
+_ADAPTERS = '''"""How hw_cls calls an answer: build the class, then apply it (no reference here)."""
+
+
+def build_and_apply(answer, case):
+    k, values = case.args
+    return answer(k).apply(values)
+'''
+
+_CLS_BANK = '''"""hw_cls: the learner writes a class, called through the adapter in _adapters.py."""
+from _adapters import build_and_apply
+
+from course_utils.exercises import Case, Exercise, register
+
+
+class Scaler:  # PRIVATE-REFERENCE
+    def __init__(self, k):
+        self.k = k
+
+    def apply(self, values):
+        return [self.k * v for v in values]
+
+
+def _cases(rng, n):
+    return [Case((int(rng.integers(2, 9)), [int(v) for v in rng.integers(-5, 6, size=4)])) for _ in range(n)]
+
+
+register(Exercise(id="scaler", lesson="hw_cls", name="Scaler", points=2, reference=Scaler,
+                  public_cases=(Case((2, [1, 2])),), make_cases=_cases, n_cases=4, run=build_and_apply))
+'''
+
+_HONEST_SCALER = "class Scaler:\n    def __init__(self, k):\n        self.k = k\n\n    def apply(self, values):\n        return [self.k * v for v in values]"
+_WRONG_SCALER = _HONEST_SCALER.replace("self.k * v", "self.k + v")
+
+
+def _cheats_with(condition: str) -> list[str]:
+    # The right class exactly when `condition` could reach the bank; a wrong one otherwise.
+    return ["import os, sys", _WRONG_SCALER,
+            f"try:\n    stolen = {condition}\nexcept BaseException:\n    stolen = None\nif stolen is not None:\n    Scaler = stolen"]
+
+
+def _write_cls_bank(root: Path, adapters_apart: bool = True) -> Path:
+    bank = root / "cls_bank"
+    bank.mkdir()
+    if adapters_apart:
+        (bank / "_adapters.py").write_text(_ADAPTERS)
+        (bank / "hw_cls.py").write_text(_CLS_BANK)
+    else:  # the adapter next to the reference: the grader must refuse to show that file
+        body = _CLS_BANK.replace("from _adapters import build_and_apply\n", "")
+        (bank / "hw_cls.py").write_text(_ADAPTERS.split('"""', 2)[2] + body)
+    return bank
+
+
+@needs_sandbox
+def test_a_bank_s_own_run_adapter_works_in_the_sandbox_and_its_reference_stays_hidden(tmp_path):
+    bank = _write_cls_bank(tmp_path)
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    subs.mkdir()
+    write_nb(subs / "honest.ipynb", [_HONEST_SCALER], lesson="hw_cls")
+    write_nb(subs / "wrong.ipynb", [_WRONG_SCALER], lesson="hw_cls")
+    write_nb(subs / "imports_bank.ipynb", _cheats_with(f"(sys.path.insert(0, {str(bank)!r}), __import__('hw_cls').Scaler)[1]"), lesson="hw_cls")
+    # Hands in a right class (defined under another name) only if it could read the bank file.
+    write_nb(subs / "reads_bank.ipynb", [_HONEST_SCALER.replace("class Scaler", "class _Right"), *_cheats_with(
+        f"_Right if 'PRIVATE-REFERENCE' in open({str(bank / 'hw_cls.py')!r}).read() else None")], lesson="hw_cls")
+    done = run_grade(subs, "--out", out, "--bank", bank, "--lesson", "hw_cls", "--seed", SEED, "--jobs", 2, "--timeout", 60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    students = json.loads((out / "grades.json").read_text())["students"]
+    assert students["honest"]["isolation"].startswith("sandbox")
+    assert (students["honest"]["status"], students["honest"]["total"]) == ("ok", 2), students["honest"]
+    assert students["wrong"]["total"] == 0 and students["wrong"]["exercises"]["scaler"]["status"] == "ok", students["wrong"]
+    for name in ("imports_bank", "reads_bank"):
+        assert students[name]["exercises"]["scaler"]["total"] == 4, students[name]  # its class was called
+        assert students[name]["total"] == 0, f"{name} reached the bank's reference"
+    assert "PRIVATE-REFERENCE" not in (out / "grades.json").read_text()
+
+
+def test_a_bank_adapter_next_to_its_reference_is_refused_with_the_fix(tmp_path):
+    bank = _write_cls_bank(tmp_path, adapters_apart=False)
+    write_nb(tmp_path / "a.ipynb", [_HONEST_SCALER], lesson="hw_cls")
+    done = run_grade(tmp_path / "a.ipynb", "--out", tmp_path / "out", "--bank", bank, "--lesson", "hw_cls", "--no-sandbox")
+    assert done.returncode == 2, done.stderr
+    assert "exercise 'scaler'" in done.stderr and "build_and_apply" in done.stderr and "_adapters.py" in done.stderr
+    assert not (tmp_path / "out" / "grades.csv").exists()
+
+
+# ---- a grader killed with SIGKILL leaves no cgroup behind for long ---------------------------
+
+
+@needs_sandbox
+def test_cgroups_left_by_a_killed_grader_are_removed_by_the_next_run(tmp_path):
+    import signal
+
+    from course_utils.grading import sandbox
+
+    probe = sandbox.Cgroup.create(f"course-grade-probe-{os.getpid()}", 1 << 30)
+    if probe is None:
+        pytest.skip("no writable cgroup here")
+    probe.remove()
+    parents = [parent for parent, _ in sandbox._cgroup_parents()]
+
+    def ours() -> set[str]:
+        return {os.path.join(p, n) for p in parents for n in os.listdir(p) if sandbox._RUN_NAME.fullmatch(n)}
+
+    before = ours()
+    write_nb(tmp_path / "sleeper.ipynb", [*FULL, "import time\ntime.sleep(120)"])
+    from test_grade import RUNNER, grade_env
+
+    grader = subprocess.Popen([sys.executable, "-c", RUNNER, str(tmp_path / "sleeper.ipynb"), "--out", str(tmp_path / "out1"), "--timeout", "200"],
+                              env=grade_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not ours() - before:
+            time.sleep(0.2)
+        left = ours() - before
+        assert left, "the grader made no cgroup"
+        time.sleep(1)
+    finally:
+        grader.send_signal(signal.SIGKILL)
+        grader.wait()
+    # Its sandbox died with it (--die-with-parent); the empty cgroup folders stay.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(Path(d, "cgroup.procs").read_text().strip() for d in left if os.path.isdir(d)):
+        time.sleep(0.2)
+    assert all(os.path.isdir(d) for d in left)
+    write_nb(tmp_path / "next.ipynb", FULL)
+    done = run_grade(tmp_path / "next.ipynb", "--out", tmp_path / "out2", "--jobs", 1)
+    assert done.returncode == 0, done.stderr
+    assert not any(os.path.exists(d) for d in left), sorted(d for d in left if os.path.exists(d))
