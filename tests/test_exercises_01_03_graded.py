@@ -13,6 +13,7 @@ and a copy whose answers call the functions the exercises forbid.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -330,6 +331,9 @@ def test_released_lesson_attempted_wrongly_and_with_forbidden_calls_then_graded(
             assert rec["score"] == points[ex_id], rec
         else:
             assert rec["score"] < points[ex_id] and rec["status"] != "forbidden", rec
+            if not next(ex for ex in exercises if ex.id == ex_id).show_expected:
+                # The feedback says where a design task's answer differs, never the expected answer.
+                assert not re.search(r"expected [\(\[\{\s-]*\d", json.dumps(rec)), rec
     for ex in exercises:
         if ex.id not in ATTEMPTS[stem]["attempt"]:
             assert attempt["exercises"][ex.id]["status"] == "not-attempted"

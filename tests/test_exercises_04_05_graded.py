@@ -105,16 +105,16 @@ def test_the_lessons_register_these_exercises_easiest_first():
 # --------------------------------------------------------------------------------------------
 
 
-def test_hidden_reasons_keep_where_but_not_what():
-    from course_utils.exercises.check import _hidden_reason
+def testhide_expected_values_keep_where_but_not_what():
+    from course_utils.exercises.check import hide_expected_value
 
-    assert _hidden_reason("expected 22 at [0], got 21") == "that is not the right value at [0]"
-    assert _hidden_reason("expected 22, got 21") == "that is not the right value"
-    assert _hidden_reason("3 of 12 values differ; first at index (0, 1): expected 1, got 2; largest error 1") == \
+    assert hide_expected_value("expected 22 at [0], got 21") == "that is not the right value at [0]"
+    assert hide_expected_value("expected 22, got 21") == "that is not the right value"
+    assert hide_expected_value("3 of 12 values differ; first at index (0, 1): expected 1, got 2; largest error 1") == \
         "3 of 12 values differ; first at index (0, 1)"
-    assert _hidden_reason("expected an int, got a float (2.0)") == "expected an int, got a float (2.0)"
-    assert _hidden_reason("expected shape (2, 3), got shape (3, 2)").startswith("expected shape")
-    assert _hidden_reason("expected 3 items, got 2") == "expected 3 items, got 2"
+    assert hide_expected_value("expected an int, got a float (2.0)") == "expected an int, got a float (2.0)"
+    assert hide_expected_value("expected shape (2, 3), got shape (3, 2)").startswith("expected shape")
+    assert hide_expected_value("expected 3 items, got 2") == "expected 3 items, got 2"
 
 
 # --------------------------------------------------------------------------------------------

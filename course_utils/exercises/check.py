@@ -286,9 +286,26 @@ def _value_reason(reason: str) -> str:
     return "that is not the right value"
 
 
-def _hidden_reason(reason: str) -> str:
-    # For an exercise with ``show_expected=False``: keep what says where the answer differs (its
-    # type, shape, length, the index of the first wrong value), drop the expected value itself.
+def hide_expected_value(reason: str) -> str:
+    """A comparison's reason without the expected value, for exercises with ``show_expected=False``.
+
+    Keeps what says where the answer differs (its type, shape, length, the index of the first wrong
+    value) and drops the expected value itself; ``check`` and ``course grade``'s feedback both use it.
+
+    Parameters
+    ----------
+    reason : str
+        A reason from :func:`course_utils.exercises.compare`.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> hide_expected_value("expected 22 at [0], got 21")
+    'that is not the right value at [0]'
+    """
     if reason.startswith(("expected a ", "expected an ")) and ", got a" in reason:
         return reason
     if reason.startswith(("expected shape", "keys differ", "the answer contains")) or re.match(r"expected \d+ items", reason):
@@ -348,7 +365,7 @@ def _run_case(exercise: Exercise, answer: Any, case: Case, source: str, index: i
     if exercise.kind == "value" and not verdict.ok:
         reason = _value_reason(reason)
     elif not exercise.show_expected and not verdict.ok:
-        reason = _hidden_reason(reason)
+        reason = hide_expected_value(reason)
     return CaseResult(status="pass" if verdict.ok else "fail", got=describe(plain), reason=reason, **base)
 
 
