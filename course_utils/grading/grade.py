@@ -637,6 +637,8 @@ class _Grader:
             seed = secrets.randbits(63)
         self.seed = seed
         self.graded = draw_graded_cases(exercises, seed)
+        # Checked before anything is graded: a bank adapter that cannot be shown refuses the batch.
+        self.adapter_files = bank_adapter_files(exercises)
         self.meta = [
             {"id": ex.id, "lesson": ex.lesson, "name": ex.name, "title": ex.title, "points": ex.points, "cases": len(g.cases)}
             for ex, g in zip(exercises, self.graded)
@@ -671,6 +673,7 @@ class _Grader:
                 os.chmod(os.path.join(cases_dir, name), 0o644)
             os.chmod(cases_dir, 0o755)
             self.cases_dir = cases_dir
+            self.adapters_dir = self._copy_adapters() if self.adapter_files else None
             self.mpl_cache = _matplotlib_cache()
             uids = self.uids
             _set_subreaper(True)
@@ -753,10 +756,19 @@ class _Grader:
         problem = _probe_drop(uid, self.memory, self._child_env(sandbox.LAYOUT.home))
         if problem:
             raise UsageError(f"cannot sandbox the submissions here: {problem}")
-        probe = sandbox.Cgroup.create(f"course-grade-{os.getpid()}-probe", self.memory)
-        if probe is not None:
-            probe.remove()
-            self.use_cgroups = True
+        try:
+            # Names this run's cgroups, so that a later run can tell them from those of a run that is gone.
+            self.run_lease = sandbox.RunLease()
+            _LEASES.append(self.run_lease)
+        except OSError:
+            self.run_lease = None
+        if self.run_lease is not None:
+            # Empty cgroups that a grader killed with SIGKILL could not remove.
+            sandbox.remove_stale_cgroups()
+            probe = sandbox.Cgroup.create(self.run_lease.cgroup_name("probe"), self.memory)
+            if probe is not None:
+                probe.remove()
+                self.use_cgroups = True
         who = f"uids {self.uids[0]}-{self.uids[-1]} reserved for this run, never root" if self.root else f"user {user}"
         self.isolation = f"sandbox (bubblewrap): submissions ran as {who}; memory {sandbox.memory_bound(self.memory, self.use_cgroups)}"
         if not self.quiet:
@@ -791,9 +803,13 @@ class _Grader:
                 if name.startswith("fontlist"):
                     shutil.copy(os.path.join(self.mpl_cache, name), os.path.join(home, ".matplotlib", name))
         os.mkdir(os.path.join(folder, "cases"))  # where the sandbox mounts the graded inputs
+        job_spec = {"cells": nb.cells, "exercises": [_worker_spec(g.exercise) for g in self.graded], "timeout": self.timeout}
+        if self.adapters_dir:
+            os.mkdir(os.path.join(folder, "adapters"))  # where the sandbox mounts the bank's adapters
+            job_spec["adapter_path"] = sandbox.LAYOUT.adapters if self.sandboxed else self.adapters_dir
         cells_path = os.path.join(folder, "cells.json")
         with open(cells_path, "w", encoding="utf-8") as fh:
-            json.dump({"cells": nb.cells, "exercises": [_worker_spec(g.exercise) for g in self.graded], "timeout": self.timeout}, fh)
+            json.dump(job_spec, fh)
         os.chmod(cells_path, 0o644)
         if uid is not None:
             for dirpath, dirnames, filenames in os.walk(folder):
@@ -807,9 +823,9 @@ class _Grader:
             lay = sandbox.LAYOUT
             env = self._child_env(lay.home)
             inner = [sys.executable, "-m", "course_utils.grading.worker", "--cells", lay.cells, "--cases", lay.cases, "--results", lay.results]
-            cmd = sandbox.command(folder, self.cases_dir, inner, uid, hide=self._hidden())
+            cmd = sandbox.command(folder, self.cases_dir, inner, uid, hide=self._hidden(), adapters_dir=self.adapters_dir)
             if self.use_cgroups:
-                cgroup = sandbox.Cgroup.create(f"course-grade-{os.getpid()}-{os.path.basename(folder)}", self.memory)
+                cgroup = sandbox.Cgroup.create(self.run_lease.cgroup_name(os.path.basename(folder)), self.memory)
             cwd = "/"
         else:
             env = self._child_env(home)
@@ -835,6 +851,21 @@ class _Grader:
                 cgroup.remove()
             raise
         return _Running(student, path, nb, proc, folder, uid, slot, log, now, now + self.timeout, cgroup=cgroup)
+
+    def _copy_adapters(self) -> str:
+        """Copy the bank's adapter files (see :func:`bank_adapter_files`) into the run's folder.
+
+        The copies, not the bank folder, are what the sandbox shows (read-only, at
+        ``/grading/adapters``): the bank folder itself stays hidden.
+        """
+        folder = os.path.join(self.work, "adapters")
+        os.mkdir(folder)
+        for module, path in self.adapter_files.items():
+            target = os.path.join(folder, f"{module}.py")
+            shutil.copyfile(path, target)
+            os.chmod(target, 0o644)
+        os.chmod(folder, 0o755)
+        return folder
 
     def _hidden(self) -> list[str]:
         """Files under the sandbox's read-only view that a worker must not read.
@@ -1176,6 +1207,68 @@ def _has_account(uid: int) -> bool:
     except KeyError:
         return False
     return True
+
+
+def bank_adapter_files(exercises: Sequence[Any]) -> dict[str, str]:
+    """The files holding an instructor's own ``run`` adapters, which the sandboxed worker must import.
+
+    A bank's exercise may call the learner's answer through its own ``run`` (a class to build, a
+    model to run). The worker imports that function by name, and the sandbox hides the bank, so
+    the file it lives in is shown to the worker read-only. That file must therefore hold no
+    reference: it must be a helper of the bank (``_adapters.py``, imported by the bank file), not
+    a bank file that registers exercises, and no registered exercise's reference or case generator
+    may live in it. The built-in adapters (``course_utils.exercises.adapters``) need nothing.
+
+    Parameters
+    ----------
+    exercises : sequence of Exercise
+        The exercises being graded.
+
+    Returns
+    -------
+    dict
+        ``module name -> path of its .py file``, for each bank adapter module used.
+
+    Raises
+    ------
+    UsageError
+        An adapter that is not a top-level function of a helper file, or whose file also holds a
+        reference or case generator (the message names the exercise, the file and the fix).
+
+    Examples
+    --------
+    >>> bank_adapter_files([])
+    {}
+    """
+    from ..exercises.core import _call_answer
+    from ..exercises.registry import all_exercises
+
+    fix = ("move it, as a top-level function, into a helper file of the bank whose name starts with '_' "
+           "(for example _adapters.py, imported by the bank file) that holds no reference or case generator: "
+           "the sandboxed submissions can read that file, since their worker imports it")
+    files: dict[str, str] = {}
+    for ex in exercises:
+        run = getattr(ex, "run", None)
+        if run is None or run is _call_answer:
+            continue
+        module = str(getattr(run, "__module__", "") or "")
+        if module == "course_utils" or module.startswith("course_utils."):
+            continue
+        qualname = str(getattr(run, "__qualname__", "") or "")
+        where = f"exercise {ex.id!r}: its run adapter {qualname or repr(run)!r}"
+        if not qualname.isidentifier():
+            raise UsageError(f"{where} is not a top-level function (a lambda, method or nested function); {fix}")
+        path = getattr(sys.modules.get(module), "__file__", None)
+        if "." in module or not module.isidentifier() or not isinstance(path, str) or not path.endswith(".py"):
+            raise UsageError(f"{where} lives in module {module!r}, which is not a file of the bank; {fix}")
+        if module.startswith(("_course_bank_", "_course_extra_")):
+            raise UsageError(f"{where} is defined in the bank file {path!r}, next to the references; {fix}")
+        for other in all_exercises():
+            for label, fn in (("reference", other.reference), ("case generator", other.make_cases)):
+                if fn is not None and getattr(fn, "__module__", None) == module:
+                    raise UsageError(f"{where} is in {path!r}, which also holds the {label} of exercise {other.id!r}; {fix}")
+        files[module] = os.path.abspath(path)
+    return files
 
 
 def _worker_spec(ex: Any) -> dict:
