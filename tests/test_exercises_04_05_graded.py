@@ -542,6 +542,8 @@ def test_released_lesson_attempted_wrongly_and_with_forbidden_calls_then_graded(
 
     solved = students["solved"]
     assert solved["status"] == "ok" and solved["total"] == solved["max"] == sum(points.values()), solved
+    # Every cell of the lesson runs in the grading process too (a setup cell's `%matplotlib inline` once failed there).
+    assert solved["cells"]["errors"] == [], solved["cells"]
     untouched = students["untouched"]
     assert untouched["total"] == 0
     assert all(rec["status"] == "not-attempted" for rec in untouched["exercises"].values()), untouched["exercises"]

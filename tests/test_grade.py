@@ -515,12 +515,35 @@ NOTEBOOKS = HERE.parent / "notebooks"
 LESSONS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
+# Lessons whose exercise tests grade, in one batch, the lesson itself (full marks, no cell errors)
+# and its untouched workbook (0, every exercise "not attempted") beside wrong and forbidden attempts:
+# grading them here as well would only repeat that batch.
+GRADED_WITH_THEIR_ATTEMPTS = {
+    "01_why_convolution": "tests/test_exercises_01_03_graded.py",
+    "02_output_size": "tests/test_exercises_01_03_graded.py",
+    "03_conv2d_in_pytorch": "tests/test_exercises_01_03_graded.py",
+    "04_pooling_and_activation": "tests/test_exercises_04_05_graded.py",
+    "05_global_average_pooling": "tests/test_exercises_04_05_graded.py",
+}
+
+
 def _lesson_params():
     return [
         # Every one grades a whole lesson twice: not for the quick run (tests/README.md).
         pytest.param(p, id=p.stem, marks=[pytest.mark.slow])
         for p in LESSONS
+        if p.stem not in GRADED_WITH_THEIR_ATTEMPTS
     ]
+
+
+def test_every_lesson_is_graded_in_full_somewhere():
+    """Each lesson is graded end to end, here or in the exercise test named for it."""
+    here = {p.stem for p in LESSONS if p.stem not in GRADED_WITH_THEIR_ATTEMPTS}
+    for stem, test_file in GRADED_WITH_THEIR_ATTEMPTS.items():
+        source = (HERE.parent / test_file).read_text()
+        assert "def test_released_lesson_attempted_wrongly_and_with_forbidden_calls_then_graded" in source, test_file
+        assert 'solved["cells"]["errors"] == []' in source and 'untouched["total"] == 0' in source, test_file
+    assert here | set(GRADED_WITH_THEIR_ATTEMPTS) == {p.stem for p in LESSONS}
 
 
 @pytest.mark.parametrize("lesson", _lesson_params())

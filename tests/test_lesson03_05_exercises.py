@@ -6,12 +6,6 @@ plausibly write.
 """
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-import nbformat
 import numpy as np
 import pytest
 import torch
@@ -465,104 +459,5 @@ def test_check_reports_stub_and_wrong_answer():
     assert check_module.run_checks("padded_global_avg_pool", padded_gap, seed=0).status == "passed"
 
 
-# --------------------------------------------------------------------------------------------
-# End to end: release each lesson, attempt it (one right, one wrong), grade it with `course grade`
-# --------------------------------------------------------------------------------------------
-
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-
-# lesson stem -> (exercise answered with the lesson's own solution, exercise answered wrongly but
-# from scratch, the wrong code, the same exercise answered by calling a forbidden function)
-ATTEMPTS = {
-    "03_conv2d_in_pytorch": (
-        "conv2d_param_count",
-        "conv2d_forward",
-        # slides the window itself, dilation included, but forgets the padding
-        "import torch\n"
-        "def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1):\n"
-        "    n, _, h, w = x.shape\n"
-        "    oc, _, kh, kw = weight.shape\n"
-        "    oh, ow = (h - dilation * (kh - 1) - 1) // stride + 1, (w - dilation * (kw - 1) - 1) // stride + 1\n"
-        "    out = x.new_zeros(n, oc, oh, ow)\n"
-        "    for i in range(kh):\n"
-        "        for j in range(kw):\n"
-        "            t, l = i * dilation, j * dilation\n"
-        "            seen = x[:, :, t:t + stride * (oh - 1) + 1:stride, l:l + stride * (ow - 1) + 1:stride]\n"
-        "            out += torch.einsum('nchw,oc->nohw', seen, weight[:, :, i, j])\n"
-        "    return out if bias is None else out + bias.view(1, -1, 1, 1)\n",
-        # right answers, but the library slides the window
-        "import torch.nn.functional as F\n"
-        "def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1):\n"
-        "    return F.conv2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation)\n",
-    ),
-}
-# lessons 04 and 05: tests/test_exercises_04_05_graded.py (one batch per lesson)
-
-
-def _solution_cell(nb, exercise_id):
-    cells = [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("course", {}).get("exercise") == exercise_id
-             and "check(" not in c.source]
-    assert len(cells) == 1, f"expected one solution cell for {exercise_id}, found {len(cells)}"
-    return cells[0]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("stem", list(ATTEMPTS))
-def test_released_lesson_attempted_and_graded(tmp_path, stem):
-    """Each lesson is its own assignment: released, attempted (one right, one wrong from scratch,
-    one calling a forbidden function in another copy) and graded by ``course grade``."""
-    right_id, wrong_id, wrong_code, forbidden_code = ATTEMPTS[stem]
-    forbidden_id = wrong_id
-    released = tmp_path / "released"
-    subs = tmp_path / "subs"
-    subs.mkdir()
-    lesson = NOTEBOOKS / f"{stem}.ipynb"
-    done = subprocess.run([sys.executable, "-m", "course_utils", "release", str(lesson), "--out", str(released)],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    workbook = nbformat.read(str(released / f"{stem}.ipynb"), as_version=4)
-    solution = nbformat.read(str(lesson), as_version=4)
-    # every exercise cell of the workbook is a stub, not the solution
-    for exercise in exercises_for_lesson(stem):
-        stub = _solution_cell(workbook, exercise.id).source
-        assert "BEGIN SOLUTION" not in stub and "NotImplementedError" in stub
-    _solution_cell(workbook, right_id).source = _solution_cell(solution, right_id).source
-    _solution_cell(workbook, wrong_id).source = wrong_code
-    nbformat.write(workbook, str(subs / "attempt.ipynb"))
-    cheat = nbformat.read(str(released / f"{stem}.ipynb"), as_version=4)
-    _solution_cell(cheat, forbidden_id).source = forbidden_code
-    nbformat.write(cheat, str(subs / "library.ipynb"))
-
-    out = tmp_path / "out"
-    graded = subprocess.run(
-        [sys.executable, "-m", "course_utils", "grade", str(subs), "--out", str(out), "--jobs", "2",
-         "--timeout", "300", "--seed", "12345", "--quiet", "--lesson", stem],
-        capture_output=True, text=True, timeout=900,
-    )
-    assert graded.returncode == 0, graded.stdout + graded.stderr
-    students = json.loads((out / "grades.json").read_text())["students"]
-    result = students["attempt"]
-    assert result["status"] == "ok", result.get("detail")
-    assert result["cells"]["errors"] == []
-    scores = result["exercises"]
-    assert scores[right_id]["score"] == get_exercise(right_id).points, scores[right_id]
-    assert scores[wrong_id]["score"] < get_exercise(wrong_id).points, scores[wrong_id]
-    for exercise in exercises_for_lesson(stem):
-        if exercise.id not in (right_id, wrong_id):
-            assert scores[exercise.id]["score"] == 0
-            assert scores[exercise.id]["status"] == "not-attempted", scores[exercise.id]
-    # the wrong answers earn what they deserve: padding is used by some graded cases only, a missing
-    # bias fails every case (the parameter count is off), the stride default matters in one edge case
-    expected_wrong = {"03_conv2d_in_pytorch": (0, 3)}
-    if stem in expected_wrong:
-        low, high = expected_wrong[stem]
-        assert low < scores[wrong_id]["score"] < high, scores[wrong_id]
-    else:
-        assert scores[wrong_id]["score"] == 0, scores[wrong_id]
-    # computing the right answers with the library function the exercise rebuilds earns nothing,
-    # and the feedback says why
-    cheat = students["library"]["exercises"][forbidden_id]
-    assert cheat["score"] == 0, cheat
-    assert "off-limits" in json.dumps(cheat), cheat
-    feedback = (out / "feedback" / "library.md").read_text()
-    assert "off-limits" in feedback
+# End to end (release, attempt wrongly and with forbidden calls, grade): one batch per lesson in
+# tests/test_exercises_01_03_graded.py (03) and tests/test_exercises_04_05_graded.py (04, 05).
