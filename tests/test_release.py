@@ -302,6 +302,13 @@ def test_command_by_stem_and_by_path(lesson_dir, tmp_path):
     assert [p.name for p in (tmp_path / "b").iterdir()] == ["02_plain.ipynb"]
 
 
+def test_command_takes_a_lesson_number(lesson_dir, tmp_path):
+    assert release.main(["01", "--out", "by_number"]) == 0
+    assert release.main(["2", "--out", "short_number"]) == 0
+    assert [p.name for p in (tmp_path / "by_number").iterdir()] == ["01_fixture.ipynb"]
+    assert [p.name for p in (tmp_path / "short_number").iterdir()] == ["02_plain.ipynb"]
+
+
 def test_command_usage_errors(lesson_dir, tmp_path, capsys):
     assert release.main(["99_nothing", "--out", "x"]) == 2
     assert "no lesson '99_nothing'" in capsys.readouterr().err

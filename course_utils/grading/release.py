@@ -513,7 +513,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("lessons", nargs="*", metavar="LESSON", help="a lesson notebook or stem (default: every notebooks/NN_*.ipynb)")
+    p.add_argument("lessons", nargs="*", metavar="LESSON",
+                   help="a lesson notebook, stem or number such as 02 (default: every notebooks/NN_*.ipynb)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the workbooks")
     p.add_argument(
         "--bank", action="append", default=[], metavar="PATH",
@@ -529,7 +530,7 @@ def _notebook_dirs() -> list[Path]:
 
 
 def resolve_lessons(names: Sequence[str]) -> list[Path]:
-    """The notebook paths for LESSON arguments (paths or stems); every lesson when empty."""
+    """The notebook paths for LESSON arguments (paths, stems or numbers such as ``"02"``); every lesson when empty."""
     if not names:
         for folder in _notebook_dirs():
             found = sorted(p for p in folder.glob("*.ipynb") if _LESSON_NAME.match(p.name))
@@ -548,8 +549,14 @@ def resolve_lessons(names: Sequence[str]) -> list[Path]:
             if (folder / f"{name}.ipynb").is_file():
                 paths.append(folder / f"{name}.ipynb")
                 break
+            # A number such as "02" (or "2") names the lesson whose stem starts with it.
+            numbered = sorted(p for p in folder.glob(f"{name.zfill(2)}_*.ipynb") if _LESSON_NAME.match(p.name)) if name.isdigit() else []
+            if len(numbered) == 1:
+                paths.append(numbered[0])
+                break
         else:
-            raise UsageError(f"no lesson {name!r}: expected notebooks/{name}.ipynb or a path to a .ipynb file")
+            raise UsageError(f"no lesson {name!r}: expected notebooks/{name}.ipynb, a lesson number such as '02', "
+                             "or a path to a .ipynb file")
     return paths
 
 
