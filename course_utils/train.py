@@ -11,7 +11,8 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "choose_device", "grading_mode", "quick_mode", "QUICK_BATCHES", "QUICK_TEST_IMAGES"]
+__all__ = ["seed_everything", "choose_device", "grading_mode", "quick_mode", "QUICK_BATCHES", "QUICK_TEST_IMAGES",
+           "QUICK_IMAGES", "subset_size"]
 
 
 def grading_mode() -> bool:
@@ -50,6 +51,37 @@ def quick_mode() -> bool:
     False
     """
     return os.environ.get("COURSE_QUICK", "") == "1"
+
+
+# Quick mode's subset for the loops a lesson writes out by hand (see subset_size).
+QUICK_IMAGES = 512
+
+
+def subset_size(n: int) -> int:
+    """How many images a lesson's hand-written loop should use: ``n``, or fewer in quick mode.
+
+    ``fit`` shortens itself in quick mode (``COURSE_QUICK=1``) and under ``course grade``; a loop
+    written out in a notebook cannot, so it asks this function for its subset size instead. It
+    returns ``n`` unchanged in a normal run, and at most ``QUICK_IMAGES`` in quick or grading mode.
+
+    Parameters
+    ----------
+    n : int
+        The subset size the lesson wants, at least 1.
+
+    Returns
+    -------
+    int
+        ``n``, or ``min(n, QUICK_IMAGES)`` when :func:`quick_mode` or :func:`grading_mode` is on.
+
+    Examples
+    --------
+    >>> subset_size(4000)          # a normal run
+    4000
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"subset_size: n must be a positive integer (a number of images), got {n!r}")
+    return min(n, QUICK_IMAGES) if quick_mode() or grading_mode() else n
 
 
 def seed_everything(seed: int = 0) -> int:

@@ -9,11 +9,11 @@ from torch import nn
 
 from course_utils.exercises import compare, get_exercise, run_checks, to_plain
 from course_utils.exercises.core import Case
-from course_utils.exercises.lesson06 import run_model, train_step
+from course_utils.exercises.lesson06 import run_design, train_step
 from course_utils.exercises.lesson07 import batchnorm2d_forward, dropout2d_forward
 from course_utils.models import TinyCNN
 
-IDS = ["tinycnn", "train_step", "evaluate", "batchnorm2d_forward", "dropout2d_forward"]
+IDS = ["compact_cnn", "train_step", "evaluate", "batchnorm2d_forward", "dropout2d_forward"]
 
 
 # A learner's correct answers, written here: the course's references are themselves forbidden inside
@@ -93,74 +93,155 @@ def test_not_attempted_stub(exercise_id):
     assert run_checks(exercise_id, stub, seed=0, n_random=3).status == "not-attempted"
 
 
-# ---------------------------------------------------------------- TinyCNN
+# ---------------------------------------------------------------- compact_cnn (a design task)
 
 
-class FunctionalTinyCNN(nn.Module):
-    """Same layers registered in another order, pooling and ReLU done functionally: must pass."""
+class Design(nn.Module):
+    """A learner's design: `features` from the given layers, a flatten or GAP head."""
 
-    def __init__(self, num_classes=10):
+    def __init__(self, layers, head="flatten", num_classes=10, frozen=False, fixed_classes=None):
         super().__init__()
-        self.fc = nn.Linear(64 * 8 * 8, num_classes)
-        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
-        self.conv1 = nn.Conv2d(3, 32, 3, padding=1)
+        self.features = nn.Sequential(*layers)
+        classes = fixed_classes or num_classes
+        if head == "flatten":
+            self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64 * 4 * 4, classes))
+        else:
+            self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, classes))
+        if frozen:
+            for p in self.parameters():
+                p.requires_grad_(False)
 
     def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        return self.fc(x.flatten(1))
+        return self.classifier(self.features(x))
 
 
-def make_variant(conv2_out=64, pool=nn.MaxPool2d, relu=True, padding=1):
-    def build(num_classes=10):
-        act = [nn.ReLU()] if relu else []
-        size = 8 if padding == 1 else 6
-        return nn.Sequential(
-            nn.Conv2d(3, 32, 3, padding=padding), *act, pool(2),
-            nn.Conv2d(32, conv2_out, 3, padding=padding), *([nn.ReLU()] if relu else []), pool(2),
-            nn.Flatten(), nn.Linear(conv2_out * size * size, num_classes),
-        )
-
-    return build
+def three_pools(widths=(16, 32, 64)):
+    layers, c = [], 3
+    for w in widths:
+        layers += [nn.Conv2d(c, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        c = w
+    return layers
 
 
-def test_tinycnn_reference_and_equivalent_forms_pass():
-    assert run_checks("tinycnn", TinyCNN, seed=0).passed
-    assert run_checks("tinycnn", make_variant(), seed=0).passed
-    assert run_checks("tinycnn", FunctionalTinyCNN, seed=0).passed
+def strided_convs():
+    return [nn.Conv2d(3, 32, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU()]
 
 
-@pytest.mark.parametrize(
-    "variant",
-    [
-        make_variant(conv2_out=48),
-        make_variant(pool=nn.AvgPool2d),
-        make_variant(relu=False),
-        make_variant(padding=0),
-    ],
-    ids=["wrong channels", "average pooling", "no ReLU", "no padding"],
-)
-def test_tinycnn_wrong_models_fail(variant):
-    passed, total = graded("tinycnn", variant)
-    assert passed == 0 and total > 0
+def batchnorm_gap():
+    return [nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU()]
 
 
-def test_tinycnn_ignoring_num_classes_fails():
-    passed, total = graded("tinycnn", lambda num_classes=10: TinyCNN(10))
+RIGHT_DESIGNS = {
+    "three blocks, flatten head": lambda num_classes=10: Design(three_pools(), num_classes=num_classes),
+    "32-32-64 widths (38,890 parameters)": lambda num_classes=10: Design(three_pools((32, 32, 64)), num_classes=num_classes),
+    "stride-2 convolutions, no pooling": lambda num_classes=10: Design(strided_convs(), num_classes=num_classes),
+    "BatchNorm and a GAP head": lambda num_classes=10: Design(batchnorm_gap(), "gap", num_classes=num_classes),
+}
+
+
+class PlusOne(Design):
+    def forward(self, x):
+        return self.classifier(self.features(x)) + 1  # not classifier(features(x))
+
+
+WRONG_DESIGNS = {
+    # (builder, the fact that must say so)
+    "TinyCNN itself (8×8 maps, 60,362 parameters)": (TinyCNN, "shape after features"),
+    "over budget: 32-64-64 widths (66,570 parameters)":
+        (lambda num_classes=10: Design(three_pools((32, 64, 64)), num_classes=num_classes), "at most 40,000 parameters (10 classes)"),
+    "two convolutions and a 4×4 pool":
+        (lambda num_classes=10: Design([nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4)], num_classes=num_classes),
+         "at least 3 Conv2d layers"),
+    "forward adds 1": (lambda num_classes=10: PlusOne(three_pools(), num_classes=num_classes), "forward is classifier(features(x))"),
+    "ignores num_classes": (lambda num_classes=10: Design(three_pools(), fixed_classes=10), "output shape"),
+}
+
+
+def test_compact_cnn_reference_meets_its_own_brief():
+    from course_utils.exercises.lesson06 import BUDGET, FEATURE_SHAPE, MIN_CONVS, CompactCNN
+
+    model = CompactCNN()
+    assert sum(p.numel() for p in model.parameters()) == 33_834 <= BUDGET
+    assert tuple(model.features(torch.zeros(3, 3, 32, 32)).shape) == (3, *FEATURE_SHAPE)
+    assert sum(isinstance(m, nn.Conv2d) for m in model.modules()) >= MIN_CONVS
+    assert sum(p.numel() for p in TinyCNN().parameters()) > BUDGET  # the brief rules out retyping TinyCNN
+
+
+@pytest.mark.parametrize("name", list(RIGHT_DESIGNS))
+def test_compact_cnn_different_right_designs_all_pass(name):
+    assert run_checks("compact_cnn", RIGHT_DESIGNS[name], seed=0).passed
+    passed, total = graded("compact_cnn", RIGHT_DESIGNS[name], seed=21)
+    assert passed == total > 0
+
+
+@pytest.mark.parametrize("name", list(WRONG_DESIGNS))
+def test_compact_cnn_wrong_designs_fail_and_the_check_says_which_point(name):
+    builder, fact = WRONG_DESIGNS[name]
+    report = run_checks("compact_cnn", builder, seed=0, n_random=1)
+    assert not report.passed
+    assert fact in report.first_failure.reason, report.first_failure.reason
+    passed, total = graded("compact_cnn", builder, seed=21, n=4)
     assert passed < total
 
 
-def test_tinycnn_run_reports_plain_facts():
-    facts = run_model(TinyCNN, Case((10, 2, 0)))
-    assert facts["parameters"] == sum(p.numel() for p in TinyCNN().parameters()) == 60362
-    assert [s["shape"] for s in facts["layer_shapes"]] == [[2, 32, 32, 32], [2, 64, 16, 16], [2, 10]]
-    assert facts["output_shape"] == [2, 10]
+def test_compact_cnn_that_cannot_learn_fails_the_learning_cases():
+    frozen = lambda num_classes=10: Design(three_pools(), num_classes=num_classes, frozen=True)  # noqa: E731
+    ex = get_exercise("compact_cnn")
+    cases = ex.draw_cases(np.random.default_rng(21), None)
+    learning = [c for c in cases if c.args[3] > 0]
+    assert learning and len(learning) < len(cases)
+    passed, total = graded("compact_cnn", frozen, seed=21)
+    assert passed == total - len(learning)
 
 
-def test_tinycnn_rejects_a_non_module():
-    report = run_checks("tinycnn", lambda num_classes: "not a model", seed=0, n_random=1)
-    assert report.status == "failed"
-    assert "nn.Module" in report.first_failure.got
+def test_compact_cnn_learning_check_needs_the_image():
+    from course_utils.exercises.adapters import _learn_tiny_task
+
+    # A network that predicts one class gets 4 of 16; the reference designs get (nearly) all.
+    constant = lambda num_classes=10: nn.Sequential(nn.Conv2d(3, 1, 1), nn.Flatten(), nn.Linear(1024, num_classes, bias=True))  # noqa: E731
+    right, first, last = _learn_tiny_task(RIGHT_DESIGNS["BatchNorm and a GAP head"], 3, 20)
+    assert right >= 14 and last < first
+    blind = lambda num_classes=10: _Blind(num_classes)  # noqa: E731
+    assert _learn_tiny_task(blind, 3, 20)[0] <= 4
+    assert _learn_tiny_task(constant, 3, 20)[0] >= 12  # even a linear model can learn this task: it checks learning, not skill
+
+
+class _Blind(nn.Module):
+    """Ignores the image: learns only the class prior, so it cannot beat 4 of 16."""
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(num_classes))
+
+    def forward(self, x):
+        return self.bias.expand(len(x), -1)
+
+
+def test_compact_cnn_facts_are_plain_and_readable():
+    from course_utils.exercises.lesson06 import CompactCNN, _design_case
+
+    facts = run_design(CompactCNN, _design_case(7, 3, 0, False, "x"))
+    assert facts == {
+        "output shape": [3, 7],
+        "shape after features": [3, 64, 4, 4],
+        "forward is classifier(features(x))": True,
+        "at most 40,000 parameters (10 classes)": "yes",
+        "at least 3 Conv2d layers": "yes",
+    }
+    over = run_design(WRONG_DESIGNS["over budget: 32-64-64 widths (66,570 parameters)"][0], _design_case(10, 2, 0, False, "x"))
+    assert over["at most 40,000 parameters (10 classes)"] == "no: 66,570 parameters"
+
+
+def test_compact_cnn_rejects_a_non_module_and_a_model_without_features():
+    report = run_checks("compact_cnn", lambda num_classes=10: "not a model", seed=0, n_random=1)
+    assert report.status == "failed" and "nn.Module" in report.first_failure.got
+    report = run_checks("compact_cnn", lambda num_classes=10: nn.Sequential(nn.Flatten(), nn.Linear(3072, num_classes)),
+                        seed=0, n_random=1)
+    assert report.status == "failed" and "features" in report.first_failure.got
 
 
 # ---------------------------------------------------------------- train_step
@@ -487,8 +568,10 @@ def test_evaluate_must_return_two_numbers():
     assert report.status == "failed" and "(loss, accuracy)" in report.first_failure.got
 
 
-# ---------------------------------------------------------------- lesson 06 end to end: released,
-# attempted (wrongly, and with a forbidden call) and graded by `course grade`
+# ---------------------------------------------------------------- lessons 06 and 07 end to end: one grading
+# batch per lesson holds the lesson itself (full marks, every cell runs), its untouched released
+# workbook (0, every exercise not attempted), wrong answers written from scratch, and copies that
+# call a forbidden function (0 on that exercise, and the feedback says why)
 
 import json  # noqa: E402
 import subprocess  # noqa: E402
@@ -497,55 +580,153 @@ from pathlib import Path  # noqa: E402
 
 import nbformat  # noqa: E402
 
+from course_utils.exercises.registry import exercises_for_lesson  # noqa: E402
+
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
-EVALUATE_ATTEMPTS = {
-    # forgets model.eval(): BatchNorm and Dropout run in training mode
-    "forgets_eval": (
-        "import torch\nimport torch.nn.functional as F\n"
-        "def evaluate(model, images, labels, batch_size=256):\n"
-        "    with torch.no_grad():\n"
-        "        scores = model(images)\n"
-        "    return F.cross_entropy(scores, labels).item(), (scores.argmax(1) == labels).float().mean().item()\n"
-    ),
-    # hands the work to the course's own helper: forbidden
-    "calls_helper": (
-        "from course_utils import train as _t\n"
-        "def evaluate(model, images, labels, batch_size=256):\n"
-        "    return _t.evaluate(model, images, labels, batch_size=batch_size)\n"
-    ),
+# lesson stem -> {submission name: {exercise id: source of its solution cell}}
+ATTEMPTS = {
+    "06_tinycnn_cifar10": {
+        "wrong": {
+            # forgets model.eval(): BatchNorm and Dropout run in training mode
+            "evaluate": (
+                "import torch\nimport torch.nn.functional as F\n"
+                "def evaluate(model, images, labels, batch_size=256):\n"
+                "    with torch.no_grad():\n"
+                "        scores = model(images)\n"
+                "    return F.cross_entropy(scores, labels).item(), (scores.argmax(1) == labels).float().mean().item()\n"
+            ),
+            # over the budget: widths 32-64-64 make 66,570 parameters
+            "compact_cnn": (
+                "import torch.nn as nn\n"
+                "class CompactCNN(nn.Module):\n"
+                "    def __init__(self, num_classes=10):\n"
+                "        super().__init__()\n"
+                "        self.features = nn.Sequential(\n"
+                "            nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),\n"
+                "            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),\n"
+                "            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))\n"
+                "        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64 * 4 * 4, num_classes))\n"
+                "    def forward(self, x):\n"
+                "        return self.classifier(self.features(x))\n"
+            ),
+        },
+        "forbidden": {
+            # hands the work to the course's own helper
+            "evaluate": (
+                "from course_utils import train as _t\n"
+                "def evaluate(model, images, labels, batch_size=256):\n"
+                "    return _t.evaluate(model, images, labels, batch_size=batch_size)\n"
+            ),
+        },
+    },
+    "07_batchnorm_dropout": {
+        "wrong": {
+            # the running variance moves toward the biased variance instead of the unbiased one
+            "batchnorm2d_forward": (
+                "import torch\n"
+                "def batchnorm2d_forward(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):\n"
+                "    s = (1, -1, 1, 1)\n"
+                "    if training:\n"
+                "        mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)\n"
+                "        rm = (1 - momentum) * running_mean + momentum * mean\n"
+                "        rv = (1 - momentum) * running_var + momentum * var\n"
+                "    else:\n"
+                "        mean, var, rm, rv = running_mean, running_var, running_mean.clone(), running_var.clone()\n"
+                "    return (x - mean.view(s)) / torch.sqrt(var.view(s) + eps) * weight.view(s) + bias.view(s), rm, rv\n"
+            ),
+            # forgets to scale the kept channels by 1/(1-p)
+            "dropout2d_forward": (
+                "def dropout2d_forward(x, p, u, training=True):\n"
+                "    return x * (u >= p)[:, :, None, None] if training else x\n"
+            ),
+        },
+        "forbidden": {
+            "batchnorm2d_forward": (
+                "import torch.nn.functional as F\n"
+                "def batchnorm2d_forward(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):\n"
+                "    rm, rv = running_mean.clone(), running_var.clone()\n"
+                "    return F.batch_norm(x, rm, rv, weight, bias, training, momentum, eps), rm, rv\n"
+            ),
+            "dropout2d_forward": (
+                "import torch.nn.functional as F\n"
+                "def dropout2d_forward(x, p, u, training=True):\n"
+                "    return F.dropout2d(x, p, training)\n"
+            ),
+        },
+    },
 }
 
 
+def _solution_cell(nb, exercise_id):
+    cells = [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("course", {}).get("exercise") == exercise_id
+             and "check(" not in c.source]
+    assert len(cells) == 1, f"expected one solution cell for {exercise_id}, found {len(cells)}"
+    return cells[0]
+
+
 @pytest.mark.slow
-def test_lesson06_evaluate_released_attempted_and_graded(tmp_path, monkeypatch):
+@pytest.mark.parametrize("stem", list(ATTEMPTS))
+def test_lesson_graded_end_to_end_in_one_batch(tmp_path, monkeypatch, stem):
     monkeypatch.setenv("COURSE_QUICK", "1")  # the lesson's training cells only need to run, not learn
-    lesson = NOTEBOOKS / "06_tinycnn_cifar10.ipynb"
+    lesson = NOTEBOOKS / f"{stem}.ipynb"
     released = tmp_path / "released"
     done = subprocess.run([sys.executable, "-m", "course_utils", "release", str(lesson), "--out", str(released)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+    workbooks = sorted(released.rglob("*.ipynb"))
+    assert workbooks == [released / lesson.name], workbooks
+    ids = [e.id for e in exercises_for_lesson(stem)]
+    for exercise_id in ids:  # every exercise cell of the workbook is a stub, not the solution
+        stub = _solution_cell(nbformat.read(str(workbooks[0]), as_version=4), exercise_id).source
+        assert "BEGIN SOLUTION" not in stub and "NotImplementedError" in stub, stub
+
     subs = tmp_path / "subs"
     subs.mkdir()
-    for name, source in EVALUATE_ATTEMPTS.items():
-        workbook = nbformat.read(str(released / lesson.name), as_version=4)
-        cells = [c for c in workbook.cells if c.cell_type == "code"
-                 and c.metadata.get("course", {}).get("exercise") == "evaluate" and "check(" not in c.source]
-        assert len(cells) == 1 and "NotImplementedError" in cells[0].source and "BEGIN SOLUTION" not in cells[0].source
-        cells[0].source = source
-        nbformat.write(workbook, str(subs / f"{name}.ipynb"))
+    (subs / "solution.ipynb").write_bytes(lesson.read_bytes())
+    (subs / "workbook.ipynb").write_bytes(workbooks[0].read_bytes())
+    for name, answers in ATTEMPTS[stem].items():
+        nb = nbformat.read(str(workbooks[0]), as_version=4)
+        for exercise_id, source in answers.items():
+            _solution_cell(nb, exercise_id).source = source
+        nbformat.write(nb, str(subs / f"{name}.ipynb"))
     out = tmp_path / "out"
     graded_run = subprocess.run(
         [sys.executable, "-m", "course_utils", "grade", str(subs), "--out", str(out), "--jobs", "2",
-         "--timeout", "300", "--seed", "4321", "--quiet"],
-        capture_output=True, text=True, timeout=900,
+         "--timeout", "300", "--seed", "4321", "--quiet", "--lesson", stem],
+        capture_output=True, text=True, timeout=1200,
     )
     assert graded_run.returncode == 0, graded_run.stdout + graded_run.stderr
     students = json.loads((out / "grades.json").read_text())["students"]
-    wrong = students["forgets_eval"]
+    assert sorted(students) == sorted(["solution", "workbook", *ATTEMPTS[stem]])
+
+    # the lesson itself: full marks, and every cell runs in the grading process too
+    solution = students["solution"]
+    assert solution["status"] == "ok" and solution["total"] == solution["max"] > 0, json.dumps(solution, indent=1)[:3000]
+    assert solution["cells"]["errors"] == [], solution["cells"]
+    assert sorted(solution["exercises"]) == sorted(ids)
+    # the untouched released workbook: 0, every exercise not attempted
+    workbook = students["workbook"]
+    assert workbook["status"] == "ok" and workbook["total"] == 0
+    assert {e["status"] for e in workbook["exercises"].values()} == {"not-attempted"}
+    # wrong answers from scratch: below full marks. Only the over-budget design fails every case; the
+    # others are right in evaluation mode (a model handed over in eval mode, training=False), which
+    # some graded cases use
+    wrong = students["wrong"]
     assert wrong["status"] == "ok", wrong.get("detail")
-    assert 0 <= wrong["exercises"]["evaluate"]["score"] < get_exercise("evaluate").points
-    helper = students["calls_helper"]
-    assert helper["status"] == "ok", helper.get("detail")
-    assert helper["exercises"]["evaluate"]["score"] == 0, helper["exercises"]["evaluate"]
-    assert "evaluate" in json.dumps(helper["exercises"]["evaluate"])
+    for exercise_id in ids:
+        score = wrong["exercises"][exercise_id]
+        if exercise_id in ATTEMPTS[stem]["wrong"]:
+            assert score["score"] < get_exercise(exercise_id).points, score
+            if exercise_id == "compact_cnn":
+                assert score["score"] == 0, score
+        else:
+            assert score["score"] == 0 and score["status"] == "not-attempted", score
+    # a copy that calls the forbidden function: 0 on that exercise, and the feedback says why
+    cheat = students["forbidden"]
+    assert cheat["status"] == "ok", cheat.get("detail")
+    feedback = (out / "feedback" / "forbidden.md").read_text()
+    assert "off-limits" in feedback
+    for exercise_id in ATTEMPTS[stem]["forbidden"]:
+        assert cheat["exercises"][exercise_id]["score"] == 0, cheat["exercises"][exercise_id]
+        assert "off-limits" in json.dumps(cheat["exercises"][exercise_id]), cheat["exercises"][exercise_id]

@@ -683,3 +683,18 @@ def test_activation_recorder_records_training_passes_only():
         train.ActivationRecorder(model, layer_type=nn.Conv1d)
     with pytest.raises(ValueError, match="every"):
         train.ActivationRecorder(model, every=0)
+
+
+def test_subset_size_is_n_normally_and_small_in_quick_and_grading_mode(monkeypatch):
+    from course_utils.train import QUICK_IMAGES, subset_size
+
+    assert subset_size(4000) == 4000 and subset_size(3) == 3
+    for variable in ("COURSE_QUICK", "COURSE_GRADING"):
+        monkeypatch.setenv(variable, "1")
+        assert subset_size(4000) == QUICK_IMAGES < 4000
+        assert subset_size(3) == 3  # never more than asked for
+        monkeypatch.delenv(variable)
+    assert subset_size(4000) == 4000
+    for bad in (0, -5, 2.5, True, "4000"):
+        with pytest.raises(ValueError, match="subset_size: n must be a positive integer"):
+            subset_size(bad)

@@ -35,6 +35,7 @@ __all__ = [
     "eval_model",
     "as_number",
     "run_evaluate",
+    "run_design",
     "run_cam",
 ]
 
@@ -526,6 +527,123 @@ def run_evaluate(answer: Any, case: Case) -> dict[str, Any]:
         "mode restored afterwards": model.training == start_training,
         "running statistics untouched": torch.equal(bn.running_mean, before[0]) and torch.equal(bn.running_var, before[1]),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Lesson 06: designing a compact CNN (properties, not one right answer)
+# --------------------------------------------------------------------------------------------
+
+
+def _verdict(ok: bool, otherwise: str) -> str:
+    """``"yes"`` when ``ok``, else ``"no: " + otherwise``: a fact that reads well in a failed check."""
+    return "yes" if ok else f"no: {otherwise}"
+
+
+def run_design(answer: Any, case: Case) -> dict[str, Any]:
+    """Build ``answer(num_classes)`` and report whether it meets a design brief, as plain facts.
+
+    Many networks meet the same brief, so nothing is compared with a reference's weights or
+    outputs: the report holds the shapes the model produces for this case's batch, and one
+    ``"yes"`` or ``"no: <what was found>"`` per requirement. The brief (parameter budget, shape
+    after ``features``, least number of ``Conv2d`` layers) travels in the case, so this module holds
+    no expected value. When ``learn_steps`` is positive, the model built for 4 classes also trains
+    for that many Adam steps (learning rate 0.003) on 16 seeded images whose class is a fixed
+    pattern plus noise, and must then classify at least 12 of them right in eval mode. Imported by
+    the grading worker inside the sandbox.
+
+    Parameters
+    ----------
+    answer : callable
+        ``answer(num_classes)`` builds an ``nn.Module`` with ``features`` and ``classifier``.
+    case : Case
+        ``(num_classes, batch, seed, learn_steps, budget, feature_shape, min_convs)``; the budget
+        applies to the model built for 10 classes.
+
+    Returns
+    -------
+    dict
+        ``output shape``, ``shape after features``, ``forward is classifier(features(x))``,
+        the budget and conv-layer verdicts and, when it trains, ``learns a tiny task``.
+
+    Examples
+    --------
+    >>> def net(num_classes=10):
+    ...     m = nn.Module()
+    ...     m.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(8))
+    ...     m.classifier = nn.Sequential(nn.Flatten(), nn.Linear(8 * 4 * 4, num_classes))
+    ...     m.forward = lambda x: m.classifier(m.features(x))
+    ...     return m
+    >>> facts = run_design(net, Case((10, 2, 0, 0, 40_000, [8, 4, 4], 3)))
+    >>> facts["output shape"], facts["at least 3 Conv2d layers"]
+    ([2, 10], 'no: 1 found')
+    """
+    num_classes, batch, seed, learn_steps, budget, feature_shape, min_convs = case.args
+    torch.manual_seed(seed)
+    model = require_module(answer, answer(num_classes), f"({num_classes})")
+    for part in ("features", "classifier"):
+        if not isinstance(getattr(model, part, None), nn.Module):
+            raise TypeError(f"the model needs an attribute `{part}` that is an nn.Module "
+                            f"(self.{part} = nn.Sequential(...)), got {type(getattr(model, part, None)).__name__}")
+    sized = model if num_classes == 10 else require_module(answer, answer(10), "(10)")
+    count = sum(p.numel() for p in sized.parameters())
+    convs = sum(isinstance(m, nn.Conv2d) for m in model.modules())
+    x = torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+        maps = model.features(x)
+        if not isinstance(out, torch.Tensor) or not isinstance(maps, torch.Tensor):
+            raise TypeError("the model and its features must return tensors, got "
+                            f"{type(out).__name__} and {type(maps).__name__}")
+        composed = model.classifier(maps)
+    same = isinstance(composed, torch.Tensor) and composed.shape == out.shape and bool(
+        torch.allclose(composed.float(), out.float(), rtol=1e-4, atol=1e-5))
+    facts: dict[str, Any] = {
+        "output shape": list(out.shape),
+        "shape after features": list(maps.shape),
+        "forward is classifier(features(x))": same,
+        f"at most {budget:,} parameters (10 classes)": _verdict(count <= budget, f"{count:,} parameters"),
+        f"at least {min_convs} Conv2d layers": _verdict(convs >= min_convs, f"{convs} found"),
+    }
+    if learn_steps > 0:
+        right, first, last = _learn_tiny_task(answer, seed, learn_steps)
+        facts["learns a tiny task"] = _verdict(
+            right >= 12, f"{right} of 16 images right after {learn_steps} steps (loss {first:.2f} -> {last:.2f})")
+    return facts
+
+
+def _learn_tiny_task(answer: Any, seed: int, steps: int) -> tuple[int, float, float]:
+    """Train ``answer(4)`` on 16 seeded images of 4 classes (a fixed pattern per class plus noise).
+
+    Returns how many of the 16 it then classifies right in eval mode, and the first and last
+    training losses.
+    """
+    gen = torch.Generator().manual_seed(seed + 1)
+    patterns = torch.randn(4, 3, 32, 32, generator=gen)
+    labels = torch.arange(16) % 4
+    images = patterns[labels] + torch.randn(16, 3, 32, 32, generator=gen)
+    torch.manual_seed(seed)
+    model = require_module(answer, answer(4), "(4)")
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    # One thread: a batch of 16 small images gains nothing from more, and on a busy machine
+    # several threads fighting for cores made this take ten times longer.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model.train()
+        losses = []
+        for _ in range(steps):
+            optimizer.zero_grad()
+            loss = nn.functional.cross_entropy(model(images), labels)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        model.eval()
+        with torch.no_grad():
+            right = int((model(images).argmax(1) == labels).sum())
+    finally:
+        torch.set_num_threads(threads)
+    return right, losses[0], losses[-1]
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Lesson 06's exercises: building TinyCNN, one training step, evaluating a model (mode handling graded)."""
+"""Lesson 06's exercises: designing a compact CNN within a budget, one training step, evaluating a model (mode handling graded)."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,57 +8,107 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import TinyCNN
 # The adapters live in adapters.py, which the grading sandbox may import; this module it hides.
-from .adapters import eval_model as _eval_model, run_evaluate, run_model, run_train_step  # noqa: F401
+from .adapters import eval_model as _eval_model, run_design, run_evaluate, run_model, run_train_step  # noqa: F401
 from .core import Case, Exercise
 from .registry import register
 
 LESSON = "06_tinycnn_cifar10"
 
-__all__ = ["train_step", "evaluate_model", "run_model", "run_train_step", "run_evaluate"]
+__all__ = ["CompactCNN", "train_step", "evaluate_model", "run_design", "run_model", "run_train_step", "run_evaluate"]
 
 
 # --------------------------------------------------------------------------------------------
-# TinyCNN
+# compact_cnn: a design task (many right answers, checked by properties)
 # --------------------------------------------------------------------------------------------
 
+# The brief the prompt states: at most BUDGET parameters for 10 classes, `features` ending in
+# FEATURE_SHAPE, at least MIN_CONVS convolutions. TinyCNN (60,362 parameters, 64×8×8) meets none of it.
+BUDGET = 40_000
+FEATURE_SHAPE = (64, 4, 4)
+MIN_CONVS = 3
+LEARN_STEPS = 20
 
-def _model_cases(rng: np.random.Generator, n: int) -> list[Case]:
+
+class CompactCNN(nn.Module):
+    """Reference: one network that meets the lesson 06 design brief (33,834 parameters for 10 classes).
+
+    Three blocks of 3×3 convolution (padding 1), ReLU and 2×2 max pooling take 3×32×32 to 64×4×4
+    (channels 3 → 16 → 32 → 64), then flatten and one linear layer. Other designs pass too.
+
+    Parameters
+    ----------
+    num_classes : int
+        Number of class scores.
+
+    Examples
+    --------
+    >>> m = CompactCNN()
+    >>> tuple(m.features(torch.zeros(2, 3, 32, 32)).shape), sum(p.numel() for p in m.parameters())
+    ((2, 64, 4, 4), 33834)
+    """
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64 * 4 * 4, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores, N×num_classes, for images N×3×32×32."""
+        return self.classifier(self.features(x))
+
+
+def _design_case(num_classes: int, batch: int, seed: int, learn: bool, label: str) -> Case:
+    return Case((num_classes, batch, seed, LEARN_STEPS if learn else 0, BUDGET, list(FEATURE_SHAPE), MIN_CONVS),
+                label=label)
+
+
+def _design_cases(rng: np.random.Generator, n: int) -> list[Case]:
+    def draw_seed() -> int:
+        return int(rng.integers(1 << 30))
+
     cases = [
-        Case((1, 2, int(rng.integers(1 << 30))), label="edge: one class"),
-        Case((2, 1, int(rng.integers(1 << 30))), label="edge: batch of one, two classes"),
-        Case((100, 3, int(rng.integers(1 << 30))), label="edge: 100 classes (CIFAR-100)"),
+        _design_case(10, int(rng.integers(2, 9)), draw_seed(), True, "edge: trains for 20 steps on a tiny task"),
+        _design_case(2, 1, draw_seed(), False, "edge: a batch of one image, two classes"),
+        _design_case(100, int(rng.integers(2, 6)), draw_seed(), False, "edge: 100 classes (CIFAR-100)"),
     ]
     while len(cases) < n:
-        cases.append(
-            Case((int(rng.integers(2, 30)), int(rng.integers(1, 5)), int(rng.integers(1 << 30))), label="random")
-        )
+        cases.append(_design_case(int(rng.integers(2, 20)), int(rng.integers(1, 17)), draw_seed(), False, "random"))
     return cases[:n]
 
 
 register(
     Exercise(
-        id="tinycnn",
+        id="compact_cnn",
         lesson=LESSON,
-        name="TinyCNN",
+        name="CompactCNN",
         points=3,
-        reference=TinyCNN,
+        reference=CompactCNN,
         public_cases=(
-            Case((10, 2, 0), label="CIFAR-10: 10 classes, batch of 2"),
-            Case((5, 3, 1), label="5 classes, batch of 3"),
+            _design_case(10, 2, 0, True, "10 classes, batch of 2, and 20 training steps on a tiny task"),
+            _design_case(5, 3, 1, False, "5 classes, batch of 3"),
         ),
-        make_cases=_model_cases,
-        run=run_model,
+        make_cases=_design_cases,
+        run=run_design,
         rtol=1e-4,
         atol=1e-5,
         n_cases=5,
-        time_limit=10.0,
-        title="The seed's TinyCNN as an nn.Module class taking num_classes; 3×32×32 images in, N×num_classes scores out.",
+        time_limit=30.0,
+        title=("Design CompactCNN(num_classes): features turn N×3×32×32 into N×64×4×4 with at least 3 Conv2d "
+               "layers, classifier gives N×num_classes scores, at most 40,000 parameters, and it learns."),
         hints=(
-            'Two blocks of convolution, ReLU and 2×2 max pooling, then a flatten and one linear layer.',
-            'The convolutions are 3×3 with padding 1, so they keep H and W; they go from 3 to 32 and from 32 to 64 channels.',
-            "Follow the shape of one image down to the linear layer: channels × height × width after the second pool; the check compares parameter count, layer output shapes and outputs with known weights.",
+            "Work backwards from the brief: 32 must become 4. How many times must the height be halved, "
+            "and which layers halve it?",
+            "Count before you build: a 3×3 convolution from C_in to C_out channels has 9·C_in·C_out + C_out "
+            "parameters, a linear layer from F inputs to K outputs F·K + K. print(trace(CompactCNN(), "
+            "(1, 3, 32, 32))) shows where your budget goes.",
+            "Parameters grow with the product of neighbouring widths, so the widest layers cost the most. "
+            "If you are over budget, make the earlier convolutions narrower; only the last one must "
+            "output 64 channels.",
         ),
     )
 )
