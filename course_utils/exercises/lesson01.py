@@ -57,6 +57,8 @@ register(
             Case((32, 32, 3, 10), {"bias": True}, label="a CIFAR-10 image to 10 classes"),
         ),
         make_cases=_dense_cases,
+        # The count is the answer; a ❌ shows the input and what came back, as for the other exercises.
+        show_expected=False,
         title="How many parameters does a dense layer have on a flattened H×W×C image?",
         hints=(
             'Count one unit first: how many input values is it connected to?',

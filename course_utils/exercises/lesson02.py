@@ -72,6 +72,8 @@ register(
         ),
         make_cases=_conv_out_cases,
         n_cases=25,
+        # The size is the answer; a ❌ shows the input and what came back, never the expected value.
+        show_expected=False,
         title="conv_out(in_size, kernel_size, stride=1, padding=0, dilation=1): the output size of nn.Conv2d.",
         hints=(
             'Draw a 1-D input of 7 pixels and a kernel of 3, and count the positions the kernel can take; then redo it with padding 1, and with stride 2.',
@@ -128,6 +130,8 @@ register(
             Case((3,), {"dilation": 2}, label="3×3 with dilation 2"),
         ),
         make_cases=_same_cases,
+        # The padding is the answer; a ❌ shows the input and what came back, never the expected value.
+        show_expected=False,
         title='same_padding(kernel_size, dilation=1): the padding per side that keeps the size at stride 1.',
         hints=(
             'At stride 1 and no padding, how many pixels smaller than the input is the output?',
@@ -224,6 +228,8 @@ register(
         ),
         make_cases=_stack_cases,
         run=_call_on_copy,
+        # The sizes are the answer; a ❌ shows the input and what came back, never the expected value.
+        show_expected=False,
         title="stack_sizes(in_size, layers): the size before and after every conv and pooling layer.",
         hints=(
             'Start the list with the input size and apply one layer at a time; the list is one longer than the layers.',

@@ -67,6 +67,8 @@ register(
         ),
         make_cases=_param_cases,
         n_cases=20,
+        # The count is the answer; a ❌ shows the input and what came back, never the expected value.
+        show_expected=False,
         title="How many parameters does nn.Conv2d(in, out, kernel_size, bias=..., groups=...) have?",
         hints=(
             'Groups split the input channels: how many of them does one output channel actually see?',
@@ -137,8 +139,9 @@ register(
             'depthwise kernel and which pointwise weight does each of them pass?',
             'Both steps are linear and have no bias, so they compose into one convolution; its kernel slice for '
             '(o, c) is a depthwise kernel scaled by one number. Check your shapes: the result is out × in × kh × kw.',
-            'Broadcasting does it without loops: give the pointwise matrix two trailing axes of size 1 and the '
-            'depthwise kernels a leading axis of size 1, and multiply.',
+            'Two loops over o and c that fill the result slice by slice are fine. To do it without loops, line both '
+            'weights up on the four axes (out, in, kh, kw), with an axis of size 1 wherever a weight does not vary, and '
+            'let broadcasting multiply them.',
         ),
         forbidden=CONV_CALLS,
     )
@@ -237,10 +240,10 @@ register(
             'spans more pixels than it has taps.',
             'One output value is a sum over every input channel and every kernel tap; write it for a single output pixel '
             'first, then see which input pixel tap (i, j) meets in every window.',
-            "Loop over the kernel taps, not the output pixels: for one tap, the pixels it meets in all windows form one "
-            "strided slice of the padded input (dilation moves where the slice starts, stride sets its step). Contract "
-            "that slice with the tap's weights over the input channels and add it to the output; add the bias only when "
-            "it is not None.",
+            "From conv2d_loops: in the padded input, each window now starts stride pixels after the previous one "
+            "along each axis, and takes every dilation-th pixel, kh of them down and kw across, which is one slice "
+            "with a step. (Faster: loop over the kernel taps instead; the pixels one tap meets in all windows form one "
+            "strided slice of the padded input.) Add the bias only when it is not None.",
         ),
         forbidden=CONV_CALLS,
     )
