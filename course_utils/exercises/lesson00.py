@@ -37,8 +37,8 @@ register(
         make_cases=_cases,
         title="How many numbers does an N×C×H×W batch of images hold?",
         hints=(
-            'Multiply the four sizes together; the result is an int.',
-            'The batch holds N images, each made of C maps of H rows and W columns; count level by level, and return an int, not a float.',
+            'The batch holds N images; how many numbers does one image of C maps, each H rows by W columns, hold?',
+            'Count level by level: one row holds W numbers, one map H rows, one image C maps, the batch N images. Return an int, not a float.',
         ),
     )
 )

@@ -183,10 +183,12 @@ register(
         title="Max pooling from scratch (no padding), equal to F.max_pool2d.",
         hints=(
             'When stride is None the windows touch without overlapping; how many fit along H and along W?',
-            'Take the k×k window of every image and channel at once by slicing, and reduce it over its last two axes.',
             'Fill an output tensor of the right size with two loops over the window positions.',
+            'Take the k×k window of every image and channel at once by slicing, and reduce it over its last two axes.',
         ),
-        forbidden=POOL_CALLS + (
+        # A convolution with a one-hot or constant kernel, or F.unfold's strided columns, would slide
+        # the window for the learner just as a pooling call does.
+        forbidden=POOL_CALLS + CONV_CALLS + (
             'course_utils.shapes.pool_out',
             'course_utils.shapes.pool_out_2d',
         ),
@@ -212,7 +214,9 @@ register(
             'The windows are the same as for max pooling; only the reduction changes.',
             'Slice the k×k window of every image and channel at once and average it over its last two axes; when stride is None it equals kernel_size.',
         ),
-        forbidden=POOL_CALLS + (
+        # A convolution with a one-hot or constant kernel, or F.unfold's strided columns, would slide
+        # the window for the learner just as a pooling call does.
+        forbidden=POOL_CALLS + CONV_CALLS + (
             'course_utils.shapes.pool_out',
             'course_utils.shapes.pool_out_2d',
         ),
@@ -368,7 +372,7 @@ register(
         hints=(
             'Walk the layers in order and keep three running numbers, starting from what the table\'s input row says.',
             'A dilated kernel covers more input than its kernel_size; lesson 02 counted how much. Each layer grows the field by that span less one, measured in steps of the jump it receives, not the one it passes on.',
-            'For start: the centre of a layer\'s first window is half its span less one from the window\'s left edge, and padding moves that edge left; both distances are in steps of the incoming jump.',
+            'For start: the centre of a layer\'s first window lies half of (its span less one) to the right of the window\'s left edge, and padding moves that edge left; both distances are in steps of the incoming jump.',
         ),
         forbidden=CONV_CALLS + POOL_CALLS + (
             'course_utils.shapes.receptive_field',

@@ -11,7 +11,7 @@ from torch import nn
 from ..shapes import linear_params
 from .adapters import call_on_copies as _call_on_copies, run_cam
 from .core import Case, Exercise
-from .forbidden import POOL_CALLS
+from .forbidden import CONV_CALLS, POOL_CALLS
 from .registry import register
 
 LESSON = "05_global_average_pooling"
@@ -221,6 +221,7 @@ register(
             'Padding is not part of the image: a plain mean over the last two axes divides by the padded size and counts whatever the padding holds.',
             'Either loop over the images and average each one\'s top-left h×w crop over its last two axes, or build a mask that is one on the valid region and zero elsewhere, and divide a masked sum by each image\'s own pixel count.',
         ),
-        forbidden=POOL_CALLS,
+        # a convolution with a constant kernel would average for the learner as a pooling call does
+        forbidden=POOL_CALLS + CONV_CALLS,
     )
 )
