@@ -29,8 +29,11 @@ LONGEST_FIRST = (
     "notebooks/06_",
     "notebooks/07_",
     "tests/browser/",
+    "tests/test_grade_attacks.py",
+    "tests/test_lesson06_07_exercises.py",
+    "tests/test_exercises_01_03_graded.py",
     "tests/test_grade.py",
-    "tests/test_release.py",
+    "tests/test_exercises_04_05_graded.py",
 )
 
 
