@@ -433,12 +433,18 @@ def test_memory_limit_covers_every_process_of_a_submission(tmp_path):
     if probe is None:
         pytest.skip("no writable cgroup here: the bound is RLIMIT_AS per process times the process limit")
     probe.remove()
-    # 3 processes of 500 MB each under --memory 1024: each alone fits, together they do not.
+    # 3 fresh interpreters of 1,800 MB each under --memory 4096: each alone fits a per-process limit
+    # (a small new process, unlike a fork of the worker that already holds PyTorch), together they
+    # do not. A per-process limit lets all three live; only a limit on the whole submission stops them.
+    hog = ("import time\nblock = bytearray(1800 << 20)\nfor i in range(0, len(block), 4096):\n    block[i] = 1\n"
+           "time.sleep(10)")
     write_nb(tmp_path / "hog.ipynb", [*FULL,
-        "import os, time\nkids = []\nfor _ in range(3):\n    pid = os.fork()\n    if pid == 0:\n"
-        "        block = bytearray(500 << 20)\n        for i in range(0, len(block), 4096):\n            block[i] = 1\n"
-        "        time.sleep(30)\n        os._exit(0)\n    kids.append(pid)\nfor pid in kids:\n    os.waitpid(pid, 0)"])
-    done = run_grade(tmp_path / "hog.ipynb", "--out", tmp_path / "out", "--memory", 1024, "--timeout", 60)
+        "import subprocess, sys\n"
+        f"kids = [subprocess.Popen([sys.executable, '-S', '-c', {hog!r}]) for _ in range(3)]\n"
+        "for kid in kids:\n    kid.wait()"])
+    # (The worker itself, with PyTorch loaded, needs more than 3 GB of address space: a smaller
+    # --memory would stop it before the attack, under any grader.)
+    done = run_grade(tmp_path / "hog.ipynb", "--out", tmp_path / "out", "--memory", 4096, "--timeout", 60)
     assert done.returncode == 0, done.stderr
     r = json.loads((tmp_path / "out" / "grades.json").read_text())["students"]["hog"]
     assert r["status"] == "memory", r
