@@ -103,9 +103,8 @@ register(
         hints=(
             "Work backwards from the brief: 32 must become 4. How many times must the height be halved, "
             "and which layers halve it?",
-            "Count before you build: a 3×3 convolution from C_in to C_out channels has 9·C_in·C_out + C_out "
-            "parameters, a linear layer from F inputs to K outputs F·K + K. print(trace(CompactCNN(), "
-            "(1, 3, 32, 32))) shows where your budget goes.",
+            "Count before you build: lesson 03 counted a convolution's parameters and lesson 05 a linear "
+            "head's. print(trace(CompactCNN(), (1, 3, 32, 32))) shows, layer by layer, where your budget goes.",
             "Parameters grow with the product of neighbouring widths, so the widest layers cost the most. "
             "If you are over budget, make the earlier convolutions narrower; only the last one must "
             "output 64 channels.",
