@@ -106,8 +106,9 @@ register(
             "Count before you build: lesson 03 counted a convolution's parameters and lesson 05 a linear "
             "head's. print(trace(CompactCNN(), (1, 3, 32, 32))) shows, layer by layer, where your budget goes.",
             "Parameters grow with the product of neighbouring widths, so the widest layers cost the most. "
-            "If you are over budget, make the earlier convolutions narrower; only the last one must "
-            "output 64 channels.",
+            "If you are over budget, make the earlier convolutions narrower (only the last one must "
+            "output 64 channels), and count the head too: a flatten head reads every value of the final "
+            "maps, while lesson 05's global average pooling reads one per channel.",
         ),
     )
 )
