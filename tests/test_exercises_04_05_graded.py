@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -29,6 +27,7 @@ from course_utils import shapes
 from course_utils.exercises.check import run_checks
 from course_utils.exercises.core import Case, compare
 from course_utils.exercises.registry import exercises_for_lesson, get_exercise
+from graded_batches import assert_solved_and_untouched, grade_lesson_batch
 
 L04, L05 = "04_pooling_and_activation", "05_global_average_pooling"
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -498,55 +497,12 @@ ATTEMPTS = {
 }
 
 
-def _solution_cell(nb, exercise_id):
-    cells = [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("course", {}).get("exercise") == exercise_id
-             and "check(" not in c.source]
-    assert len(cells) == 1, f"expected one solution cell for {exercise_id}, found {len(cells)}"
-    return cells[0]
-
-
 @pytest.mark.slow  # grades a batch with `course grade`: not for the quick run (tests/README.md)
 @pytest.mark.parametrize("stem", [L04, L05])
 def test_released_lesson_attempted_wrongly_and_with_forbidden_calls_then_graded(tmp_path, stem):
-    released, subs = tmp_path / "released", tmp_path / "subs"
-    subs.mkdir()
-    lesson = NOTEBOOKS / f"{stem}.ipynb"
-    done = subprocess.run([sys.executable, "-m", "course_utils", "release", str(lesson), "--out", str(released)],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    solution = nbformat.read(str(lesson), as_version=4)
-    exercises = exercises_for_lesson(stem)
-    workbook = nbformat.read(str(released / f"{stem}.ipynb"), as_version=4)
-    for ex in exercises:
-        stub = _solution_cell(workbook, ex.id).source
-        assert "BEGIN SOLUTION" not in stub and "NotImplementedError" in stub, ex.id
-    nbformat.write(workbook, str(subs / "untouched.ipynb"))
-    nbformat.write(solution, str(subs / "solved.ipynb"))
-    for name, answers in ATTEMPTS[stem].items():
-        nb = nbformat.read(str(released / f"{stem}.ipynb"), as_version=4)
-        for ex_id, code in answers.items():
-            _solution_cell(nb, ex_id).source = _solution_cell(solution, ex_id).source if code is None else code
-        nbformat.write(nb, str(subs / f"{name}.ipynb"))
-
-    out = tmp_path / "out"
-    graded = subprocess.run(
-        [sys.executable, "-m", "course_utils", "grade", str(subs), "--out", str(out), "--jobs", "2",
-         "--timeout", "300", "--seed", "2024", "--quiet", "--lesson", stem],
-        capture_output=True, text=True, timeout=1200,
-    )
-    assert graded.returncode == 0, graded.stdout + graded.stderr
-    data = json.loads((out / "grades.json").read_text())
-    assert data["exercise_ids"] == [ex.id for ex in exercises]
-    students = data["students"]
-    points = {ex.id: ex.points for ex in exercises}
-
-    solved = students["solved"]
-    assert solved["status"] == "ok" and solved["total"] == solved["max"] == sum(points.values()), solved
-    # Every cell of the lesson runs in the grading process too (a setup cell's `%matplotlib inline` once failed there).
-    assert solved["cells"]["errors"] == [], solved["cells"]
-    untouched = students["untouched"]
-    assert untouched["total"] == 0
-    assert all(rec["status"] == "not-attempted" for rec in untouched["exercises"].values()), untouched["exercises"]
+    batch = grade_lesson_batch(tmp_path, stem, ATTEMPTS[stem], seed=2024)
+    assert_solved_and_untouched(batch)
+    students, points, exercises, out = batch.students, batch.points, batch.exercises, batch.out
 
     attempt = students["attempt"]
     assert attempt["status"] == "ok" and attempt["cells"]["errors"] == [], attempt.get("detail")

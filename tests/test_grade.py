@@ -515,8 +515,9 @@ NOTEBOOKS = HERE.parent / "notebooks"
 LESSONS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
-# Lessons whose exercise tests grade, in one batch, the lesson itself (full marks, no cell errors)
-# and its untouched workbook (0, every exercise "not attempted") beside wrong and forbidden attempts:
+# Lessons whose exercise tests grade, in one batch (tests/graded_batches.py), the lesson itself (full
+# marks, no cell errors) and its untouched workbook (0, every exercise "not attempted") beside wrong and
+# forbidden attempts:
 # grading them here as well would only repeat that batch.
 GRADED_WITH_THEIR_ATTEMPTS = {
     "01_why_convolution": "tests/test_exercises_01_03_graded.py",
@@ -547,7 +548,9 @@ def test_every_lesson_is_graded_in_full_somewhere():
     for stem, test_file in GRADED_WITH_THEIR_ATTEMPTS.items():
         source = (HERE.parent / test_file).read_text()
         assert any(name in source for name in BATCH_TESTS), test_file
-        assert '["cells"]["errors"] == []' in source and '["total"] == 0' in source, test_file
+        assert "assert_solved_and_untouched(" in source, test_file
+    shared = (HERE / "graded_batches.py").read_text()
+    assert '["cells"]["errors"] == []' in shared and '["total"] == 0' in shared
     assert here | set(GRADED_WITH_THEIR_ATTEMPTS) == {p.stem for p in LESSONS}
 
 

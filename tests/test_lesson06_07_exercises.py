@@ -574,15 +574,8 @@ def test_evaluate_must_return_two_numbers():
 # call a forbidden function (0 on that exercise, and the feedback says why)
 
 import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
 
-import nbformat  # noqa: E402
-
-from course_utils.exercises.registry import exercises_for_lesson  # noqa: E402
-
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+from graded_batches import assert_solved_and_untouched, grade_lesson_batch  # noqa: E402
 
 # lesson stem -> {submission name: {exercise id: source of its solution cell}}
 ATTEMPTS = {
@@ -658,57 +651,18 @@ ATTEMPTS = {
 }
 
 
-def _solution_cell(nb, exercise_id):
-    cells = [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("course", {}).get("exercise") == exercise_id
-             and "check(" not in c.source]
-    assert len(cells) == 1, f"expected one solution cell for {exercise_id}, found {len(cells)}"
-    return cells[0]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("stem", list(ATTEMPTS))
 def test_lesson_graded_end_to_end_in_one_batch(tmp_path, monkeypatch, stem):
     monkeypatch.setenv("COURSE_QUICK", "1")  # the lesson's training cells only need to run, not learn
-    lesson = NOTEBOOKS / f"{stem}.ipynb"
-    released = tmp_path / "released"
-    done = subprocess.run([sys.executable, "-m", "course_utils", "release", str(lesson), "--out", str(released)],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    workbooks = sorted(released.rglob("*.ipynb"))
-    assert workbooks == [released / lesson.name], workbooks
-    ids = [e.id for e in exercises_for_lesson(stem)]
-    for exercise_id in ids:  # every exercise cell of the workbook is a stub, not the solution
-        stub = _solution_cell(nbformat.read(str(workbooks[0]), as_version=4), exercise_id).source
-        assert "BEGIN SOLUTION" not in stub and "NotImplementedError" in stub, stub
-
-    subs = tmp_path / "subs"
-    subs.mkdir()
-    (subs / "solution.ipynb").write_bytes(lesson.read_bytes())
-    (subs / "workbook.ipynb").write_bytes(workbooks[0].read_bytes())
-    for name, answers in ATTEMPTS[stem].items():
-        nb = nbformat.read(str(workbooks[0]), as_version=4)
-        for exercise_id, source in answers.items():
-            _solution_cell(nb, exercise_id).source = source
-        nbformat.write(nb, str(subs / f"{name}.ipynb"))
-    out = tmp_path / "out"
-    graded_run = subprocess.run(
-        [sys.executable, "-m", "course_utils", "grade", str(subs), "--out", str(out), "--jobs", "2",
-         "--timeout", "300", "--seed", "4321", "--quiet", "--lesson", stem],
-        capture_output=True, text=True, timeout=1200,
-    )
-    assert graded_run.returncode == 0, graded_run.stdout + graded_run.stderr
-    students = json.loads((out / "grades.json").read_text())["students"]
-    assert sorted(students) == sorted(["solution", "workbook", *ATTEMPTS[stem]])
-
-    # the lesson itself: full marks, and every cell runs in the grading process too
-    solution = students["solution"]
-    assert solution["status"] == "ok" and solution["total"] == solution["max"] > 0, json.dumps(solution, indent=1)[:3000]
-    assert solution["cells"]["errors"] == [], solution["cells"]
-    assert sorted(solution["exercises"]) == sorted(ids)
-    # the untouched released workbook: 0, every exercise not attempted
-    workbook = students["workbook"]
-    assert workbook["status"] == "ok" and workbook["total"] == 0
-    assert {e["status"] for e in workbook["exercises"].values()} == {"not-attempted"}
+    batch = grade_lesson_batch(tmp_path, stem, ATTEMPTS[stem], seed=4321)
+    students, out = batch.students, batch.out
+    ids = [ex.id for ex in batch.exercises]
+    assert sorted(students) == sorted(["solved", "untouched", *ATTEMPTS[stem]])
+    # the lesson itself: full marks, every cell runs in the grading process too; the untouched
+    # released workbook: 0, every exercise not attempted
+    assert_solved_and_untouched(batch)
+    assert sorted(students["solved"]["exercises"]) == sorted(ids)
     # wrong answers from scratch: below full marks. Only the over-budget design fails every case; the
     # others are right in evaluation mode (a model handed over in eval mode, training=False), which
     # some graded cases use
