@@ -5,6 +5,12 @@ whole files. Without help the longest files (the lessons that train, the browser
 start last and leave one core idle at the end; ``LONGEST_FIRST`` puts them first, alternating so
 that the two longest start at once on different workers.
 
+Threads. Each worker trains networks (nbval's kernels, the browser's kernels, the grader's
+submissions). PyTorch would give each of them one thread per core, so two workers would run four
+spinning threads on two cores, which measured 2.3 times slower than one thread each. Every
+worker's processes get their share of the cores through ``OMP_NUM_THREADS``, which PyTorch,
+``fit`` and ``course grade`` honour, unless the person running pytest set it.
+
 Figures. nbval compares each cell's ``text/plain`` with the stored one and ignores images, so a
 figure that reaches the learner as its text fallback (``<Figure size 900x280 with 2 Axes>``)
 passes it as long as the stored output is the same text. The hook below looks at what the fresh
@@ -13,6 +19,7 @@ was stored.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -20,6 +27,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
 from figure_outputs import figures_without_image  # noqa: E402
+
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)  # set by xdist before this file loads
+if _workers > 1 and not os.environ.get("OMP_NUM_THREADS"):
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _workers))
 
 pytest_plugins = ["pytester"]  # tests/test_figure_display.py runs nbval on probe notebooks
 

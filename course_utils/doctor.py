@@ -331,7 +331,7 @@ def measure_training_speed(seconds: float = 1.5) -> dict[str, Any]:
     batch = int(inspect.signature(train.fit).parameters["batch_size"].default)
     device = train.choose_device()
     old_threads = torch.get_num_threads()
-    cores = getattr(train, "_physical_cores", None)
+    cores = getattr(train, "_cpu_threads", None)
     if device.type == "cpu" and cores is not None:
         torch.set_num_threads(cores())
     sync = (torch.cuda.synchronize if device.type == "cuda"

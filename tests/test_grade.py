@@ -582,3 +582,21 @@ def test_lesson_full_marks_and_released_workbook_zero(tmp_path, lesson):
     assert solution["cells"]["errors"] == [], solution["cells"]
     assert workbook["status"] == "ok" and workbook["total"] == 0
     assert {e["status"] for e in workbook["exercises"].values()} == {"not-attempted"}
+
+
+@pytest.mark.parametrize("jobs, own, expected", [(1, None, 4), (2, None, 2), (3, None, 1), (8, None, 1),
+                                                  (1, "1", 1), (2, "1", 1), (1, "3", 3), (1, "junk", 4)])
+def test_submissions_share_the_cpu_threads(monkeypatch, jobs, own, expected):
+    # On a 4-core machine: each of `jobs` submissions gets its share of the cores, and never
+    # more threads than the grader itself was given through OMP_NUM_THREADS.
+    from course_utils.grading import grade
+
+    monkeypatch.setattr(grade.os, "cpu_count", lambda: 4)
+    if own is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", own)
+    grader = object.__new__(grade._Grader)  # only the environment is under test, not a batch
+    grader.jobs = jobs
+    env = grader._child_env("/nonexistent-home")
+    assert {env[name] for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")} == {str(expected)}

@@ -382,6 +382,20 @@ def test_setup_warns_in_quick_mode(monkeypatch, capsys):
     assert "QUICK MODE (COURSE_QUICK=1)" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("setting, expected", [("1", 1), ("3", 3), ("", None), ("zero", None), ("0", None)])
+def test_fit_trains_with_omp_num_threads_where_it_is_set(monkeypatch, setting, expected):
+    # A person, `course grade --jobs` or a test runner's workers share the CPU through
+    # OMP_NUM_THREADS; fit must not raise it back to one thread per core.
+    from course_utils.train import _physical_cores
+
+    monkeypatch.setenv("OMP_NUM_THREADS", setting)
+    seen = []
+    model = _Small()
+    model.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    fit(model, _small_data(), epochs=1, batch_size=32, progress=False, live_plot=False, amp=False)
+    assert seen and set(seen) == {expected or _physical_cores()}
+
+
 def test_fit_restores_the_thread_count():
     before = torch.get_num_threads()
     fit(_Small(), _small_data(), epochs=1, batch_size=32, progress=False, live_plot=False, amp=False)
