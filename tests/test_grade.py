@@ -600,3 +600,22 @@ def test_submissions_share_the_cpu_threads(monkeypatch, jobs, own, expected):
     grader.jobs = jobs
     env = grader._child_env("/nonexistent-home")
     assert {env[name] for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")} == {str(expected)}
+
+
+def test_grading_shell_draws_no_pictures():
+    # A figure that a graded cell displays is never seen, so the grading shell must not spend time
+    # drawing it as a PNG; its text form is still produced. Run apart: the shell is a singleton
+    # that would make this test process look like an IPython kernel.
+    code = (
+        "from course_utils.grading.worker import _make_shell\n"
+        "from course_utils import show_figures_as_images\n"
+        "from matplotlib.figure import Figure\n"
+        "shell = _make_shell()\n"
+        "assert show_figures_as_images()\n"  # what every lesson's setup() does
+        "fig = Figure(figsize=(2, 2)); fig.add_subplot().plot([0, 1])\n"
+        "data, _ = shell.display_formatter.format(fig)\n"
+        "print(sorted(data))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['text/plain']", done.stdout

@@ -49,9 +49,10 @@ import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import nbformat
+if TYPE_CHECKING:
+    import nbformat
 
 __all__ = [
     "add_parser",
@@ -364,6 +365,10 @@ def release_notebook(nb: nbformat.NotebookNode, lesson: str, name: str = "<noteb
 
     import course_utils
 
+    # Imported here, not at the top: nbformat takes about 2 s to import (jsonschema builds a grammar),
+    # which every `course` command would pay, `course grade` included, though only a release needs it.
+    import nbformat
+
     if not isinstance(nb, nbformat.NotebookNode) or not isinstance(nb.get("cells"), list):
         raise TypeError(f"nb must be a notebook read with nbformat, got {type(nb).__name__}")
     if not isinstance(lesson, str) or not lesson:
@@ -476,6 +481,8 @@ def release_lesson(path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     ReleaseError
         The lesson cannot be released; nothing is written.
     """
+    import nbformat
+
     src = Path(path)
     try:
         nb = nbformat.read(str(src), as_version=4)

@@ -463,6 +463,9 @@ def _make_shell():
             return None
 
     shell = GradingShell.instance()
+    # Nobody sees a graded notebook's figures: drawing each one as a PNG (as a kernel does for
+    # JupyterLab) would only make every submission slower.
+    shell.display_formatter.active_types = ["text/plain"]
     # One-line tracebacks in the log; the grader only needs the error line it records itself.
     shell.InteractiveTB.set_mode("Plain")
     return shell
