@@ -372,7 +372,7 @@ def measure_training_speed(seconds: float = 1.5) -> dict[str, Any]:
         train_img_s = steps * batch / (time.perf_counter() - start)
 
         model.eval()
-        xe = x.repeat(8, 1, 1, 1)  # fit evaluates in batches of 1024, in fp32
+        xe = x.repeat(max(1, train.EVAL_BATCH_SIZE // len(x)), 1, 1, 1)  # fit's evaluation batches, in fp32
         if channels_last:
             xe = xe.contiguous(memory_format=torch.channels_last)
         with torch.no_grad():

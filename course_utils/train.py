@@ -31,8 +31,8 @@ def grading_mode() -> bool:
 
 # Quick mode's budget: enough batches to exercise every code path of a training cell (the loop,
 # the schedule, evaluation, the live plot), few enough that a lesson runs in seconds.
-QUICK_BATCHES = 8
-QUICK_TEST_IMAGES = 1024
+QUICK_BATCHES = 2
+QUICK_TEST_IMAGES = 256
 
 
 def quick_mode() -> bool:
@@ -980,7 +980,7 @@ def fit(
             train_loss = float(total_loss) / max(seen, 1)
             train_acc = float(correct) / max(seen, 1)
             test_loss, test_acc = _evaluate_tensors(model, test_x[:test_limit], test_y[:test_limit],
-                                                   1024, device, channels_last)
+                                                   EVAL_BATCH_SIZE, device, channels_last)
             history.epoch.append(epoch)
             history.train_loss.append(train_loss)
             history.train_acc.append(train_acc)
@@ -989,7 +989,7 @@ def fit(
             history.lr.append(float(optimizer.param_groups[0]["lr"]))
             if eval_train:
                 _, train_eval_acc = _evaluate_tensors(model, train_x[:train_eval_limit], train_y[:train_eval_limit],
-                                                      1024, device, channels_last)
+                                                      EVAL_BATCH_SIZE, device, channels_last)
                 history.train_eval_acc.append(train_eval_acc)
             history.seconds.append(time.perf_counter() - start)
             history.train_seconds.append(train_time)
@@ -1002,6 +1002,11 @@ def fit(
     model.eval()
     return history
 
+
+# fit, evaluate and predict run the model in batches of this many images. On a CPU a batch of 1,024
+# (the old size) was 1.7 to 2.4 times slower per image than 128, measured on TinyCNN with one and
+# two threads: the activations of a large batch do not fit in the processor's caches.
+EVAL_BATCH_SIZE = 128
 
 # eval_train measures at most this many training images per epoch: enough for a fair estimate,
 # few enough that it costs a fraction of an epoch on the full training set.
@@ -1182,7 +1187,7 @@ def evaluate(
     model: nn.Module,
     data_or_images: Any,
     labels: Any = None,
-    batch_size: int = 1024,
+    batch_size: int = EVAL_BATCH_SIZE,
     device: torch.device | str | None = None,
 ) -> tuple[float, float]:
     """Mean cross-entropy loss and accuracy of a model on labelled images, in evaluation mode.
@@ -1235,7 +1240,7 @@ def evaluate(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: Any, batch_size: int = 1024) -> torch.Tensor:
+def predict(model: nn.Module, images: Any, batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
     """Class probabilities (softmax of the model's scores) for each image, in evaluation mode.
 
     Parameters
