@@ -255,6 +255,30 @@ def test_loading_raises_no_warnings(tmp_path):
         load_cifar10(tmp_path / "cifar")
 
 
+@pytest.mark.parametrize("mode", [None, "COURSE_GRADING", "COURSE_QUICK"])
+def test_grading_and_quick_mode_keep_only_the_first_images(tmp_path, monkeypatch, mode):
+    # Under `course grade` and in quick mode a lesson's cells only have to run: the loader keeps
+    # the first images (a fair sample, the order being shuffled) and says so in `source`.
+    write_imagefolder(tmp_path / "cifar", {"train": 2, "test": 2})
+    monkeypatch.delenv("COURSE_GRADING", raising=False)
+    monkeypatch.delenv("COURSE_QUICK", raising=False)
+    full = load_cifar10(tmp_path / "cifar", cache=False)
+    monkeypatch.setattr(data, "SHORT_RUN_TRAIN_IMAGES", 7)
+    monkeypatch.setattr(data, "SHORT_RUN_TEST_IMAGES", 5)
+    if mode:
+        monkeypatch.setenv(mode, "1")
+    d = load_cifar10(tmp_path / "cifar", cache=False)
+    if mode is None:
+        assert len(d.train_labels) == 20 and len(d.test_labels) == 20 and d.source == full.source
+        return
+    assert d.train_images.shape == (7, 3, 32, 32) and d.test_images.shape == (5, 3, 32, 32)
+    for key in ("train_images", "train_labels", "test_images", "test_labels"):
+        n = len(getattr(d, key))
+        assert torch.equal(getattr(d, key), getattr(full, key)[:n]), key
+    assert d.classes == full.classes and not d.synthetic
+    assert d.source.startswith(full.source) and "only the first 7 training and 5 test images" in d.source
+
+
 def test_load_batches_in_their_order(tmp_path):
     expected = write_batches(tmp_path / "tv" / "cifar-10-batches-py", per_batch=3)
     d = load_cifar10(tmp_path / "tv")
