@@ -11,7 +11,8 @@ Screenshots for the README are written only when asked:
     COURSE_SCREENSHOTS=1 pytest tests/browser
 
 The negative tests build a small probe notebook and break it on purpose (widget extension disabled,
-a widget callback that raises) to show that the checks fail, naming the lesson and the cell.
+a widget callback that raises, a figure shown as text) to show that the checks fail, naming the
+lesson and the cell, and pass the probe's working cells in the same run.
 """
 from __future__ import annotations
 
@@ -109,27 +110,29 @@ def test_lesson_runs_in_jupyterlab(lab, page, lesson, offline):
 # The checks themselves fail when a widget is broken
 # --------------------------------------------------------------------------------------------
 
-PROBE_CELLS = [
-    "import ipywidgets as widgets\nimport matplotlib.pyplot as plt\nfrom IPython.display import display",
-    # cell 1: a slider driving an Output, the same pattern as the lessons' explorers
-    "out = widgets.Output()\nslider = widgets.IntSlider(value=3, min=1, max=9, description='k')\n"
-    "def redraw(change=None):\n"
+SLIDER_PROBE = (
+    # a slider driving an Output, the same pattern as the lessons' explorers ({n}: one per slider)
+    "out{n} = widgets.Output()\nslider{n} = widgets.IntSlider(value=3, min=1, max=9, description='k')\n"
+    "def redraw{n}(change=None):\n"
     "    {body}\n"
-    "    with out:\n"
-    "        out.clear_output(wait=True)\n"
-    "        print('k =', slider.value)\n"
-    "slider.observe(redraw, names='value')\n"
-    "with out:\n    print('k =', slider.value)\n"
-    "display(widgets.VBox([slider, out]))",
-    "fig, ax = plt.subplots(figsize=(2, 2))\nax.plot([0, 1], [1, 0])\nplt.show()",
-]
+    "    with out{n}:\n"
+    "        out{n}.clear_output(wait=True)\n"
+    "        print('k =', slider{n}.value)\n"
+    "slider{n}.observe(redraw{n}, names='value')\n"
+    "with out{n}:\n    print('k =', slider{n}.value)\n"
+    "display(widgets.VBox([slider{n}, out{n}]))"
+)
+IMPORTS = "import ipywidgets as widgets\nimport matplotlib.pyplot as plt\nfrom IPython.display import display"
+PYPLOT_FIGURE = "fig, ax = plt.subplots(figsize=(2, 2))\nax.plot([0, 1], [1, 0])\nplt.show()"
+# A figure drawn without pyplot and without ``setup()`` reaches the page as its text fallback; the
+# stored outputs say the same text, so only the absolute check can catch it.
+FIGURE_AS_TEXT = "from matplotlib.figure import Figure\nfig = Figure(figsize=(2, 2))\nfig.add_subplot().plot([0, 1])\nfig"
 
 
-def _probe_notebook(folder: Path, name: str, callback_body: str = "pass") -> Path:
-    """A small notebook with a slider widget and a plot, executed so its outputs are the real ones."""
+def _probe_notebook(folder: Path, name: str, sources: list[str]) -> Path:
+    """A small notebook of ``sources``, executed so that its stored outputs are the real ones."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    sources = [PROBE_CELLS[0], PROBE_CELLS[1].replace("{body}", callback_body), PROBE_CELLS[2]]
     nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     old = dict(os.environ)
@@ -145,27 +148,32 @@ def _probe_notebook(folder: Path, name: str, callback_body: str = "pass") -> Pat
     return path
 
 
-def test_probe_passes_when_nothing_is_broken(lab, page):
-    probe = _probe_notebook(lab.root, "98_probe_ok")
-    report = lab_driver.run_lesson(page, lab, probe, timeout_s=180)
-    assert lab_driver.slider_cells(page) == [1]
-    assert not report.problems, str(report)
-
-
-def test_raising_widget_callback_is_reported(lab, page):
-    probe = _probe_notebook(lab.root, "97_probe_raises", "raise RuntimeError('broken on purpose')")
-    # The output never changes here, so the whole wait is spent: 10 s, where the working probe above
-    # (the same cell with a callback that does not raise) shows a change within a second or two.
-    report = lab_driver.run_lesson(page, lab, probe, timeout_s=180, slider_timeout_s=10)
-    assert any(
-        p.startswith("97_probe_raises, cell 1 ('out = widgets.Output()')") and "did not change" in p
-        for p in report.problems
-    ), str(report)
+def test_probe_checks_fail_exactly_where_it_is_broken(lab, page):
+    """One probe, run once: a working slider, a slider whose callback raises, a pyplot figure and a
+    figure that reaches the page as text. The checks must flag the two broken cells and pass the two
+    working ones, in the same run, so they are shown both to fail and to pass."""
+    probe = _probe_notebook(lab.root, "97_probe", [
+        FIGURE_AS_TEXT,  # first: importing pyplot (next cell) would register a PNG formatter for figures
+        IMPORTS,
+        SLIDER_PROBE.replace("{n}", "1").replace("{body}", "pass"),
+        SLIDER_PROBE.replace("{n}", "2").replace("{body}", "raise RuntimeError('broken on purpose')"),
+        PYPLOT_FIGURE,
+    ])
+    report = lab_driver.run_lesson(page, lab, probe, timeout_s=180, slider=False)
+    assert lab_driver.slider_cells(page) == [2, 3]
+    assert lab_driver.move_slider(page, 2, timeout_s=30), "the working slider's output did not change"
+    # The raising callback never changes its output, so the whole wait is spent: 10 s, where the
+    # working slider above shows a change within a second or two.
+    assert not lab_driver.move_slider(page, 3, timeout_s=10), "the raising slider's output changed"
+    assert any(p.startswith("97_probe, cell 0 ('from matplotlib.figure import Figure')") and "instead of a picture" in p
+               for p in report.problems), str(report)
+    for working in ("cell 1 ", "cell 2 ", "cell 4 "):
+        assert not any(p.startswith(f"97_probe, {working}") for p in report.problems), str(report)
 
 
 def test_disabled_widget_extension_is_reported(browser, tmp_path):
     require_browser()
-    probe = _probe_notebook(tmp_path, "96_probe_no_extension")
+    probe = _probe_notebook(tmp_path, "96_probe_no_extension", [IMPORTS, SLIDER_PROBE.replace("{n}", "1").replace("{body}", "pass")])
     server = lab_driver.start_lab([probe], tmp_path / "broken", disabled_extensions=(lab_driver.WIDGET_MANAGER,))
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
@@ -176,20 +184,4 @@ def test_disabled_widget_extension_is_reported(browser, tmp_path):
     assert not lab_driver._processes_of(server), "the broken-extension server left processes behind"
     assert any(
         p.startswith("96_probe_no_extension, cell 1") and "widget should render" in p for p in report.problems
-    ), str(report)
-
-
-def test_figure_shown_as_text_is_reported(lab, page):
-    """A figure drawn without pyplot and without ``setup()`` reaches the page as its text fallback;
-    the stored outputs say the same text, so only the absolute check can catch it."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(
-        "from matplotlib.figure import Figure\nfig = Figure(figsize=(2, 2))\nfig.add_subplot().plot([0, 1])\nfig")]
-    probe = lab.root / "95_probe_figure_text.ipynb"
-    nbformat.write(nb, probe)
-    report = lab_driver.run_lesson(page, lab, probe, timeout_s=180, slider=False)
-    assert any(
-        p.startswith("95_probe_figure_text, cell 0 ('from matplotlib.figure import Figure')")
-        and "instead of a picture" in p for p in report.problems
     ), str(report)
