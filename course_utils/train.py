@@ -627,6 +627,12 @@ def _physical_cores() -> int:
     return max(1, min(usable, physical or usable))
 
 
+def _omp_num_threads() -> int | None:
+    """``OMP_NUM_THREADS`` as a positive whole number, or None where it is unset or not one."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 def _cpu_threads() -> int:
     """Threads ``fit`` trains with on the CPU: ``OMP_NUM_THREADS`` where it is set, else the physical cores.
 
@@ -634,10 +640,7 @@ def _cpu_threads() -> int:
     workers) shares the CPU between processes; overriding it would run two threads per core and
     make every process several times slower than one thread each.
     """
-    value = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if value.isdigit() and int(value) > 0:
-        return int(value)
-    return _physical_cores()
+    return _omp_num_threads() or _physical_cores()
 
 
 _AMP_CACHE: dict[tuple, bool] = {}

@@ -916,15 +916,14 @@ class _Grader:
             "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH", "")])),
             "LANG": os.environ.get("LANG", "C.UTF-8"),
         }
+        from ..train import _omp_num_threads
+
         # Share the CPUs between the submissions running at once instead of oversubscribing them,
         # and never give a submission more threads than the grader itself was allowed.
         threads = max(1, (os.cpu_count() or 1) // self.jobs)
-        own = os.environ.get("OMP_NUM_THREADS", "").strip()
-        if own.isdigit() and int(own) > 0:
-            threads = min(threads, int(own))
-        threads = str(threads)
+        threads = min(threads, _omp_num_threads() or threads)
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            env[name] = threads
+            env[name] = str(threads)
         for name, value in os.environ.items():
             if name.startswith("COURSE_") or name in ("CUDA_VISIBLE_DEVICES", "LC_ALL", "TZ"):
                 env[name] = value
