@@ -683,7 +683,9 @@ def amp_decision(
     bf16 autocast, interleaved, after one warm-up step each. bf16 is chosen when the best fp32 step
     is at least ``min_speedup`` times slower than the best bf16 step, and the bf16 class
     probabilities stay within 0.05 of the fp32 ones on the probe batch (so accuracy is not at
-    risk). The answer is cached per process for (device, model class, batch shape, threads).
+    risk). The answer is cached per process for (device, model class, batch shape, threads). The
+    measurement leaves PyTorch's random generator as it found it, so a seeded run that measures
+    trains exactly like one that finds the answer cached.
     On CUDA it is True where the GPU supports bf16; on MPS always False.
 
     Parameters
@@ -722,6 +724,17 @@ def amp_decision(
         return False
     probe = copy.deepcopy(model).to(device).train()
     x = batch.to(device)
+    # The probe runs in training mode, so its dropout layers draw from the global generator. fit
+    # seeds that generator first, so without fork_rng the first fit in a process (the only one
+    # that measures) would get other dropout masks than an identical second fit.
+    with torch.random.fork_rng(devices=[]):
+        decision = _time_bf16(probe, x, device, min_speedup, repeats)
+    _AMP_CACHE[key] = decision
+    return decision
+
+
+def _time_bf16(probe: nn.Module, x: torch.Tensor, device: torch.device, min_speedup: float, repeats: int) -> bool:
+    """amp_decision's measurement: is a bf16 training step of ``probe`` fast enough and close enough?"""
     with torch.no_grad():
         y = probe(x).argmax(1)
     opt = torch.optim.SGD(probe.parameters(), lr=0.0)  # lr 0: time the step without changing weights
@@ -743,11 +756,9 @@ def amp_decision(
             with _amp_context(device, True):
                 p16 = probe(x).float().softmax(1)
         close = bool((p32 - p16).abs().max() < 0.05)
-        decision = close and min(times[False]) >= min_speedup * min(times[True])
+        return close and min(times[False]) >= min_speedup * min(times[True])
     except RuntimeError:  # bf16 kernels missing on this build or processor
-        decision = False
-    _AMP_CACHE[key] = decision
-    return decision
+        return False
 
 
 # ---------------------------------------------------------------- live plot

@@ -439,6 +439,37 @@ def test_amp_decision_is_a_cached_bool():
     assert amp_decision(model, batch, "meta") is False  # neither CPU nor CUDA: never bf16
 
 
+def _measure_bf16_here(monkeypatch):
+    """Make amp_decision time the probe, as on a processor with bf16 instructions or unreadable flags."""
+    monkeypatch.setattr(train, "_AMP_CACHE", {})
+    monkeypatch.setattr(train, "_cpu_flags", lambda: None)
+
+
+def test_amp_decision_leaves_the_random_generator_alone(monkeypatch):
+    # The probe trains a copy of the model in training mode: its dropout draws random masks.
+    _measure_bf16_here(monkeypatch)
+    model, batch = TinyCNN(dropout=0.5), torch.randn(8, 3, 32, 32)
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    amp_decision(model, batch, repeats=1)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_seeded_fit_that_measures_bf16_repeats_one_that_does_not(monkeypatch):
+    # The first fit of a process measures bf16 (where the flags allow it); the second finds the
+    # answer cached. Both must train alike, dropout masks included.
+    _measure_bf16_here(monkeypatch)
+    x, y = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (64,))
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = TinyCNN(dropout=0.5)
+        fit(model, (x, y, x, y), epochs=1, batch_size=32, augment=False, amp="auto",
+            seed=3, progress=False, live_plot=False)
+        runs.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(runs[0], runs[1])
+
+
 # ---------------------------------------------------------------- evaluate, predict
 
 
